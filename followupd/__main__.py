@@ -1,0 +1,5 @@
+"""``python -m followupd`` is the same as the ``followupd`` command."""
+
+from followupd.cli import main
+
+main()
