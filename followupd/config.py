@@ -405,8 +405,6 @@ def _check_semantics(config: Config, report: Report) -> None:
             server = getattr(account, kind)
             if server is not None:
                 _check_server(server, f"{path}.{kind}", report)
-        if account.smtp is None and config.send.transport == "smtp":
-            report.warn(path, "has no [accounts.smtp]; its drafts can be reviewed but not sent")
     _check_cadence(config.cadence, report)
     _check_send(config.send, report)
 

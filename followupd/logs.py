@@ -1,7 +1,7 @@
 """Logging set-up, done only by entry points: journald-friendly under systemd, readable in a terminal.
 
-Secrets registered with :func:`register_secret` (and anything that looks like a password or token assignment) are
-replaced by ``***`` in every record, whatever logger wrote it.
+Secrets registered with :func:`register_secret` (and anything that looks like a password or token
+assignment) are replaced by ``***`` in every record, whatever logger wrote it.
 """
 
 from __future__ import annotations

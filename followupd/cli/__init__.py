@@ -21,6 +21,8 @@ from followupd.errors import FollowupdError
 COMMANDS = {
     "config": "followupd.cli.config_cmd:config",
     "db": "followupd.cli.db_cmd:db",
+    "scan": "followupd.cli.scan_cmd:scan",
+    "contacts": "followupd.cli.contacts_cmd:contacts",
 }
 
 
@@ -50,10 +52,13 @@ class LazyGroup(click.Group):
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="FOLLOWUPD_CONFIG",
-    help="Config file (default: $FOLLOWUPD_CONFIG, $XDG_CONFIG_HOME/followupd/config.toml, /etc/followupd/config.toml).",
+    help="Config file (default: $FOLLOWUPD_CONFIG, $XDG_CONFIG_HOME/followupd/config.toml,"
+    " /etc/followupd/config.toml).",
 )
 @click.option("-v", "--verbose", count=True, help="More output: -v info, -vv debug; tracebacks on errors.")
-@click.option("--now", "now", metavar="ISO-TIME", hidden=True, help="Pretend it is this time (tests and demos).")
+@click.option(
+    "--now", "now", metavar="ISO-TIME", hidden=True, help="Pretend it is this time (tests and demos)."
+)
 @click.version_option(__version__, prog_name="followupd")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None, verbose: int, now: str | None) -> None:

@@ -1,4 +1,4 @@
-"""What every command shares: the config, the database and the clock, each loaded once and only when needed."""
+"""What every command shares: the config, the database and the clock, each loaded once, when needed."""
 
 from __future__ import annotations
 
@@ -65,7 +65,9 @@ def parse_now(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"--now expects an ISO time such as 2026-03-01T09:00:00+00:00, got {text!r}") from None
+        raise UsageError(
+            f"--now expects an ISO time such as 2026-03-01T09:00:00+00:00, got {text!r}"
+        ) from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

@@ -1,0 +1,1 @@
+"""Units of work: scan, plan, send. Each opens its own transactions and never holds one across network I/O."""

@@ -1,0 +1,149 @@
+"""``scan_once``: one incremental pass over every configured account.
+
+One failing account never stops the others: its error is recorded on the account (shown by ``status``) and
+the scan carries on. Dropped connections are retried with backoff and jitter; an authentication failure is not
+retried, because hammering a server with a wrong password gets accounts locked.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import update
+
+from followupd import secrets
+from followupd.config import AccountConfig, Config
+from followupd.engine.batch import BatchWriter, Progress, ScanStats, admission_policy, start_account
+from followupd.errors import AuthenticationError, FollowupdError, MailError
+from followupd.store.db import Database
+from followupd.store.models import Account
+
+log = logging.getLogger(__name__)
+
+RETRIES = 3
+
+
+@dataclass
+class ScanReport:
+    """Every account's stats, and the accounts that failed with why."""
+
+    accounts: list[ScanStats] = field(default_factory=list)
+    errors: dict[str, FollowupdError] = field(default_factory=dict)
+
+    @property
+    def messages_new(self) -> int:
+        return sum(s.messages_new for s in self.accounts)
+
+    @property
+    def contacts_new(self) -> int:
+        return sum(s.contacts_new for s in self.accounts)
+
+
+def scan_once(
+    db: Database,
+    config: Config,
+    *,
+    now: datetime,
+    progress: Progress | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    only: str | None = None,
+) -> ScanReport:
+    """Scan every account (or only the one named) once."""
+    report = ScanReport()
+    for account in config.accounts:
+        if only is not None and account.name != only:
+            continue
+        try:
+            stats = scan_account(db, config, account, now=now, progress=progress, sleep=sleep)
+        except FollowupdError as exc:
+            log.error("%s: scan failed: %s", account.name, exc)
+            report.errors[account.name] = exc
+            _record(db, account, now, error=str(exc))
+            continue
+        report.accounts.append(stats)
+        _record(db, account, now, error=None)
+    return report
+
+
+def scan_account(
+    db: Database,
+    config: Config,
+    account: AccountConfig,
+    *,
+    now: datetime,
+    progress: Progress | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ScanStats:
+    """Scan one account, retrying dropped connections (not refused logins) with backoff and jitter."""
+    account_id = start_account(db, account)
+    writer = BatchWriter(db, account_id, account.addresses, admission_policy(config))
+    stats = ScanStats(account.name)
+    if account.imap is None:
+        _scan_local(db, account, writer, stats, now=now, progress=progress)
+        return stats
+    password = secrets.resolve(account.imap, what=f"accounts[{account.name}].imap")
+    for attempt in range(RETRIES + 1):
+        try:
+            _scan_imap(db, account, password, writer, stats, now=now, progress=progress)
+            return stats
+        except AuthenticationError:
+            raise
+        except MailError as exc:
+            if attempt == RETRIES:
+                raise
+            delay = min(60.0, 2.0**attempt) * (0.5 + random.random())  # noqa: S311 — jitter, not crypto
+            log.warning("%s: %s; reconnecting in %.1f s", account.name, exc, delay)
+            sleep(delay)
+    return stats
+
+
+def _scan_imap(
+    db: Database,
+    account: AccountConfig,
+    password: str,
+    writer: BatchWriter,
+    stats: ScanStats,
+    *,
+    now: datetime,
+    progress: Progress | None,
+) -> None:
+    from followupd.engine.scan_imap import scan_imap
+    from followupd.mail.imap import ImapSession
+
+    assert account.imap is not None
+    with ImapSession(account.imap, password) as session:
+        scan_imap(db, account, session, writer, stats, now=now, progress=progress)
+
+
+def _scan_local(
+    db: Database,
+    account: AccountConfig,
+    writer: BatchWriter,
+    stats: ScanStats,
+    *,
+    now: datetime,
+    progress: Progress | None,
+) -> None:
+    from followupd.engine.scan_local import scan_local
+    from followupd.mail.local import open_source
+
+    if account.maildir is not None:
+        source = open_source("maildir", account.maildir.path)
+    elif account.mbox is not None:
+        source = open_source("mbox", account.mbox.path)
+    else:  # config validation guarantees one source; this is a programming error
+        raise AssertionError(f"account {account.name} has no source")
+    scan_local(db, source, writer, stats, now=now, progress=progress)
+
+
+def _record(db: Database, account: AccountConfig, now: datetime, *, error: str | None) -> None:
+    values: dict[str, object] = (
+        {"last_error": error, "last_error_at": now} if error else {"last_scan_at": now}
+    )
+    with db.write() as session:
+        session.execute(update(Account).where(Account.name == account.name).values(**values))
