@@ -14,7 +14,8 @@ import threading
 
 _SECRETS: set[str] = set()
 _LOCK = threading.Lock()
-_PATTERN = re.compile(r"(?i)(password|passwd|token|secret|auth(?:orization)?)(\s*[=:]\s*|\s+)(\S+)")
+_PATTERN = re.compile(r"(?i)(password|passwd|token|secret|authorization)(\s*[=:]\s*|\s+)(\S+)")
+_AUTH_PATTERN = re.compile(r"(?i)\b(AUTH(?:ENTICATE)?\s+[A-Z0-9_-]+)\s+\S+")
 # systemd's sd-daemon priority prefixes, by logging level.
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
@@ -32,6 +33,7 @@ def redact(text: str) -> str:
         secrets = sorted(_SECRETS, key=len, reverse=True)
     for secret in secrets:
         text = text.replace(secret, "***")
+    text = _AUTH_PATTERN.sub(lambda m: f"{m.group(1)} ***", text)
     return _PATTERN.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
 
 
