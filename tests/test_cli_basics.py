@@ -16,7 +16,9 @@ from followupd.cli import cli, main
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _all_commands(group: click.Group, ctx: click.Context, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+def _all_commands(
+    group: click.Group, ctx: click.Context, prefix: tuple[str, ...] = ()
+) -> list[tuple[str, ...]]:
     found = []
     for name in group.list_commands(ctx):
         command = group.get_command(ctx, name)
@@ -45,9 +47,19 @@ def test_version() -> None:
 
 def test_python_dash_m_and_example_config_check() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "followupd", "--config", str(REPO / "config" / "followupd.example.toml"),
-         "config", "check"],
-        capture_output=True, text=True, check=False, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "followupd",
+            "--config",
+            str(REPO / "config" / "followupd.example.toml"),
+            "config",
+            "check",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert "OK (1 account(s): work" in done.stdout
@@ -64,8 +76,9 @@ def test_errors_become_messages_and_exit_codes(tmp_path: Path, capsys: pytest.Ca
     assert "Traceback" not in err
 
 
-def test_missing_config_tells_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_config_tells_how_to_make_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("FOLLOWUPD_CONFIG", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -71,13 +71,20 @@ def test_defaults_fill_in_ports_username_database_and_outbox() -> None:
 @pytest.mark.parametrize(
     ("snippet", "expected"),
     [
-        ('[accounts.smtp]\nhost = "smtp.example.org"\nsecurity = "none"\npassword_env = "X"\n',
-         "accounts[0].smtp.security: 'none' is only allowed for a loopback host"),
+        (
+            '[accounts.smtp]\nhost = "smtp.example.org"\nsecurity = "none"\npassword_env = "X"\n',
+            "accounts[0].smtp.security: 'none' is only allowed for a loopback host",
+        ),
         ('[accounts.smtp]\nhost = "smtp.example.org"\n', "accounts[0].smtp: needs a secret source"),
         ('[accounts.smtp]\nhost = "h"\npassword_env = "X"\npassword_file = "/f"\n', "set only one of"),
-        ('[accounts.smtp]\nhost = "h"\npassword_env = "X"\nsecurity = "ssl"\n',
-         "expected one of 'tls', 'starttls', 'none', got 'ssl'"),
-        ('[accounts.smtp]\nhost = "h"\npassword_env = "X"\nport = 70000\n', "expected a number from 0 to 65535"),
+        (
+            '[accounts.smtp]\nhost = "h"\npassword_env = "X"\nsecurity = "ssl"\n',
+            "expected one of 'tls', 'starttls', 'none', got 'ssl'",
+        ),
+        (
+            '[accounts.smtp]\nhost = "h"\npassword_env = "X"\nport = 70000\n',
+            "expected a number from 0 to 65535",
+        ),
         ('[accounts.maildir]\npath = "/m"\n', "needs exactly one of"),
         ('[send]\nwindow = "weekdays 9-5"\n', "send.window: expected a window like"),
         ('[send]\ntimezone = "Mars/Olympus"\n', "send.timezone: unknown time zone"),
@@ -138,8 +145,14 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("3d", timedelta(days=3)), ("12h", timedelta(hours=12)), ("2w", timedelta(weeks=2)),
-     ("1d12h", timedelta(days=1, hours=12)), ("90s", timedelta(seconds=90)), ("15m", timedelta(minutes=15))],
+    [
+        ("3d", timedelta(days=3)),
+        ("12h", timedelta(hours=12)),
+        ("2w", timedelta(weeks=2)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        ("90s", timedelta(seconds=90)),
+        ("15m", timedelta(minutes=15)),
+    ],
 )
 def test_durations(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected

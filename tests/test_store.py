@@ -1,4 +1,4 @@
-"""The database: migrations from empty, refusal of a newer schema, SQLite set-up, invariants as constraints."""
+"""The database: migrations from empty, refusal of a newer schema, SQLite set-up, constraints."""
 
 from __future__ import annotations
 
@@ -79,10 +79,20 @@ def _contact(db: Database) -> tuple[int, int]:
 
 def _draft(account_id: int, contact_id: int, key: str, **extra: object) -> Draft:
     values: dict[str, object] = {
-        "account_id": account_id, "contact_id": contact_id, "key": key, "reason": "keep_in_touch",
-        "template": "keep_in_touch", "from_addr": "me@example.org", "to_addrs": "ada@example.com",
-        "subject": "s", "body": "b", "message_id": f"{key}@example.org", "planned_at": NOW,
-        "scheduled_at": NOW, "updated_at": NOW, "state": "queued",
+        "account_id": account_id,
+        "contact_id": contact_id,
+        "key": key,
+        "reason": "keep_in_touch",
+        "template": "keep_in_touch",
+        "from_addr": "me@example.org",
+        "to_addrs": "ada@example.com",
+        "subject": "s",
+        "body": "b",
+        "message_id": f"{key}@example.org",
+        "planned_at": NOW,
+        "scheduled_at": NOW,
+        "updated_at": NOW,
+        "state": "queued",
     }
     values.update(extra)
     return Draft(**values)
@@ -111,13 +121,15 @@ def test_foreign_keys_are_enforced(db: Database) -> None:
 def test_naive_datetimes_are_refused(db: Database) -> None:
     account_id, contact_id = _contact(db)
     with pytest.raises(Exception, match="naive datetime"), db.write() as session:
-        session.add(_draft(account_id, contact_id, "k", planned_at=datetime(2026, 1, 1)))  # noqa: DTZ001
+        session.add(_draft(account_id, contact_id, "k", planned_at=datetime(2026, 1, 1)))
 
 
 def test_datetimes_come_back_aware_utc(db: Database) -> None:
     account_id, contact_id = _contact(db)
     with db.write() as session:
-        session.add(_draft(account_id, contact_id, "k", planned_at=datetime.fromisoformat("2026-03-01T13:00+01:00")))
+        session.add(
+            _draft(account_id, contact_id, "k", planned_at=datetime.fromisoformat("2026-03-01T13:00+01:00"))
+        )
     with db.read() as session:
         planned = session.scalar(select(Draft.planned_at))
     assert planned == NOW and planned is not None and planned.tzinfo is UTC

@@ -69,7 +69,11 @@ class ImapSession:
         self.info = Connected(frozenset())
 
     def __enter__(self) -> ImapSession:
-        self.connect()
+        try:
+            self.connect()
+        except BaseException:
+            self.close()  # a refused login or failed STARTTLS would otherwise leave the socket open
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -51,7 +51,7 @@ def list_contacts(session: Session, *, include_ignored: bool = True) -> list[Con
             AddressRow.contact_id, AddressRow.email, AddressRow.inbound_count + AddressRow.outbound_count
         ).where(AddressRow.contact_id.is_not(None))
     ).all()
-    by_contact: dict[int, list[tuple[int, str]]] = {}
+    by_contact: dict[int | None, list[tuple[int, str]]] = {}
     for contact_id, email, count in addresses:
         by_contact.setdefault(contact_id, []).append((count, email))
     views = [

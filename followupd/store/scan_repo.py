@@ -11,7 +11,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, func, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,7 @@ from followupd.core.digest import AddressDelta, Digest, ThreadDelta
 from followupd.store.models import Account, AddressRow, Contact, Folder, Message, Thread
 
 _CHUNK = 900  # stays under every SQLite build's bound-parameter limit
+_NEVER_A_PERSON = frozenset({"own-address", "list-address", "role-address"})
 MESSAGES = cast(Table, Message.__table__)
 ADDRESSES = cast(Table, AddressRow.__table__)
 THREADS = cast(Table, Thread.__table__)
@@ -175,12 +176,25 @@ def update_contacts(
             select(AddressRow).where(AddressRow.account_id == account_id, AddressRow.email.in_(chunk))
         ).all()
         for row in rows:
+            previous = row.contact_id
             created += _admit_row(session, row, own, policy)
-            if row.contact_id is not None:
-                touched.add(row.contact_id)
+            touched.update(c for c in (previous, row.contact_id) if c is not None)
     if touched:
+        _drop_orphans(session, touched)
         refresh_contacts(session, account_id, touched)
     return created
+
+
+def _drop_orphans(session: Session, contact_ids: set[int]) -> None:
+    """Delete contacts left without any address (their only address turned out to be a list's or own)."""
+    ids = list(contact_ids)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        kept = set(session.scalars(select(AddressRow.contact_id).where(AddressRow.contact_id.in_(chunk))))
+        orphans = set(chunk) - kept
+        if orphans:
+            session.execute(delete(Contact).where(Contact.id.in_(list(orphans))))
+            contact_ids -= orphans
 
 
 def _admit_row(session: Session, row: AddressRow, own: frozenset[str], policy: AdmissionPolicy) -> int:
@@ -196,6 +210,9 @@ def _admit_row(session: Session, row: AddressRow, own: frozenset[str], policy: A
     admitted, reason = admit(evidence, policy)
     if not admitted:
         row.excluded_reason = reason
+        if reason in _NEVER_A_PERSON:
+            # Learned after admission (the user wrote to a list before its List-Post was seen): detach.
+            row.contact_id = None
         return 0
     row.excluded_reason = ""
     if row.contact_id is not None:
