@@ -17,6 +17,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from followupd.core.cadence import CadenceRules, Tier, TierRule, Trigger
+from followupd.core.lint import LintRules, customized
 from followupd.core.window import WindowError, parse_window
 from followupd.errors import ConfigError
 from followupd.tomlspec import Report, load_section, option
@@ -205,6 +207,28 @@ class CadenceConfig:
     max_new_per_week: int = option(20, "At most this many new drafts a week.", minimum=1, maximum=5000)
     jitter: timedelta = option(timedelta(days=2), "Spread due dates over this much time.")
 
+    def core_rules(self) -> CadenceRules:
+        """These settings as the pure planner's :class:`~followupd.core.cadence.CadenceRules`."""
+
+        def trigger(config: TriggerConfig) -> Trigger:
+            return Trigger(enabled=config.enabled, delay=config.delay, max_nudges=config.max_nudges)
+
+        return CadenceRules(
+            default_interval=self.default,
+            tiers={name: Tier(name, interval) for name, interval in self.tiers.items()},
+            rules=tuple(
+                TierRule(rule.tier, rule.address or None, rule.domain or None, rule.tag or None)
+                for rule in self.rules
+            ),
+            new_contact=trigger(self.new_contact),
+            after_meeting=trigger(self.after_meeting),
+            awaiting_reply=trigger(self.awaiting_reply),
+            keep_in_touch=trigger(self.keep_in_touch),
+            max_new_per_day=self.max_new_per_day,
+            max_new_per_week=self.max_new_per_week,
+            jitter=self.jitter,
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class SendConfig:
@@ -248,6 +272,15 @@ class LintConfig:
     extra_pitch_phrases: tuple[str, ...] = option((), "More phrases to flag as a pitch.")
     allowed_phrases: tuple[str, ...] = option((), "Shipped phrases not to flag.")
     max_words: int = option(150, "Warn above this many words.", minimum=20, maximum=2000)
+
+    def core_rules(self) -> LintRules:
+        """These settings applied to the shipped :class:`~followupd.core.lint.LintRules`."""
+        return customized(
+            LintRules(),
+            extra_pitch_phrases=self.extra_pitch_phrases,
+            allowed_phrases=self.allowed_phrases,
+            max_words=self.max_words,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

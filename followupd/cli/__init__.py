@@ -23,6 +23,8 @@ COMMANDS = {
     "db": "followupd.cli.db_cmd:db",
     "scan": "followupd.cli.scan_cmd:scan",
     "contacts": "followupd.cli.contacts_cmd:contacts",
+    "plan": "followupd.cli.plan_cmd:plan",
+    "drafts": "followupd.cli.drafts_cmd:drafts",
 }
 
 
