@@ -51,12 +51,13 @@ def parse_duration(text: str) -> timedelta:
 
 
 def format_duration(value: timedelta) -> str:
-    """Write a duration back in the form :func:`parse_duration` reads (``timedelta(days=14)`` -> ``"2w"``)."""
+    """Write a duration back in the form :func:`parse_duration` reads (30 days -> ``"30d"``)."""
     seconds = int(value.total_seconds())
     if seconds == 0:
         return "0s"
-    parts = []
-    for unit, size in _UNIT_SECONDS.items():
+    days, seconds = divmod(seconds, 86400)
+    parts = [f"{days // 7}w" if days % 7 == 0 else f"{days}d"] if days else []
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
         count, seconds = divmod(seconds, size)
         if count:
             parts.append(f"{count}{unit}")
