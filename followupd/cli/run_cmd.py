@@ -1,0 +1,107 @@
+"""``followupd run``: the daemon (or, with ``--once``, one full cycle)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from followupd.cli.app import App, pass_app
+
+if TYPE_CHECKING:
+    from followupd.sdnotify import Notifier
+    from followupd.store.db import Database
+
+log = logging.getLogger("followupd.daemon")
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Do one full cycle (scan, plan, send) and exit.")
+@click.option(
+    "--send-grace",
+    type=click.FloatRange(0, 600),
+    default=20.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="On SIGTERM, how long a send in flight may take to finish.",
+)
+@click.option(
+    "--send-interval",
+    type=click.FloatRange(0.1, 3600),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often due drafts are looked for (besides right after each plan).",
+)
+@pass_app
+def run(app: App, once: bool, send_grace: float, send_interval: float) -> None:
+    """Run the followupd service: watch every mailbox, plan follow-ups, send approved drafts.
+
+    New mail is noticed at once where the IMAP server offers IDLE (INBOX); other folders, servers without IDLE
+    and local Maildir/mbox accounts are polled every [daemon] poll_interval. The planner runs after new mail
+    and every [daemon] plan_interval; approved drafts go out inside the send window.
+
+    One daemon per database: a second one exits with code 8. SIGTERM or Ctrl-C stops it cleanly (a send in
+    flight is allowed to finish), SIGHUP reloads the config (an invalid config is reported and the running
+    one kept). Under systemd it reports readiness, status and watchdog pings (see docs/daemon.md).
+
+    \b
+    Examples:
+      followupd run
+      followupd -v run --once
+      systemctl --user enable --now followupd
+    """
+    from followupd import instance, sdnotify
+    from followupd.store.db import Database
+
+    if app.verbose == 0:  # a service logs what it does; -v adds debug detail
+        logging.getLogger("followupd").setLevel(logging.INFO)
+    config = app.config()
+    notifier = sdnotify.Notifier.from_environment()
+    db = Database(config.database.url)
+    try:
+        with instance.acquire(db):
+            db.upgrade()
+            if once:
+                code = _once(app, db)
+            else:
+                code = _serve(app, db, notifier, send_grace=send_grace, send_interval=send_interval)
+    finally:
+        notifier.close()
+        db.dispose()
+    sys.exit(code)
+
+
+def _once(app: App, db: Database) -> int:
+    from followupd.daemon.steps import make_clock, register, run_cycle, worker_id
+    from followupd.store import status_repo
+
+    clock = make_clock(app.fixed_now)
+    wid = worker_id(clock())
+    register(db, wid, now=clock())
+    report = run_cycle(db, app.config(), clock=clock)
+    line = report.line()
+    with db.write() as session:
+        status_repo.stop_worker(session, wid, now=clock(), status=line)
+    for name, exc in sorted(report.errors.items()):
+        click.echo(f"{name}: FAILED: {exc}", err=True)
+    click.echo(line, err=True)
+    return report.exit_code
+
+
+def _serve(app: App, db: Database, notifier: Notifier, *, send_grace: float, send_interval: float) -> int:
+    from followupd.daemon import Daemon, DaemonOptions, make_clock
+
+    daemon = Daemon(
+        app.config(),
+        db,
+        clock=make_clock(app.fixed_now),
+        notifier=notifier,
+        options=DaemonOptions(send_grace=send_grace, send_interval=send_interval),
+    )
+    line = asyncio.run(daemon.run())
+    log.info("%s", line)
+    return 0
