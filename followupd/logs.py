@@ -14,7 +14,7 @@ import threading
 
 _SECRETS: set[str] = set()
 _LOCK = threading.Lock()
-_PATTERN = re.compile(r"(?i)(password|passwd|token|secret|authorization)(\s*[=:]\s*|\s+)(\S+)")
+_PATTERN = re.compile(r"(?i)(password|passwd|token|secret|authorization)(\s*[=:]\s*)(\S+)")
 _AUTH_PATTERN = re.compile(r"(?i)\b(AUTH(?:ENTICATE)?\s+[A-Z0-9_-]+)\s+\S+")
 # systemd's sd-daemon priority prefixes, by logging level.
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}

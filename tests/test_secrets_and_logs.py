@@ -67,3 +67,8 @@ def test_journal_format_has_priorities_and_no_timestamps() -> None:
     formatter = logs.JournalFormatter("%(name)s: %(message)s")
     record = logging.LogRecord("followupd", logging.WARNING, __file__, 1, "two\nlines", None, None)
     assert formatter.format(record) == "<4>followupd: two\n<4>lines"
+
+
+def test_prose_about_passwords_is_not_mangled() -> None:
+    hint = "Check the username and password source; for Gmail use an app password or OAuth2."
+    assert logs.redact(hint) == hint
