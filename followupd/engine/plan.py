@@ -4,9 +4,9 @@ Per account, the whole unit of work (load, plan, render, insert, supersede) runs
 (``BEGIN IMMEDIATE`` on SQLite), so two planners can never queue the same draft and a scan landing in the
 middle cannot be half-seen; a dry run does the same work in a read transaction and writes nothing.
 
-Loading lets the database do the work: one query over the contacts (their primary address picked by a
-window function), one over the account's drafts, and one over the user's recent outbound questions (bounded
-by the awaiting_reply expiry). The thread a new_contact / after_meeting draft replies into is looked up only
+Loading (in :mod:`followupd.engine.contact_state`, shared with the CLI's "who is due" view) lets the
+database do the work: one query over the contacts, one over the account's drafts, one over the user's recent
+outbound questions. The thread a new_contact / after_meeting draft replies into is looked up only
 for the few drafts actually queued (an index lookup each), not for every contact.
 
 The engine is allowed randomness (the Message-ID nonce); the core is not.
@@ -17,18 +17,17 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 from email.utils import formataddr
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Executable, and_, desc, func, or_, select, update
+from sqlalchemy import and_, desc, select, update
 from sqlalchemy.orm import Session
 
 from followupd.config import AccountConfig, Config
-from followupd.core.cadence import DEFAULT_EXPIRY, CadenceRules
+from followupd.core.cadence import CadenceRules
 from followupd.core.compose import (
     context_for,
     make_message_id,
@@ -38,23 +37,20 @@ from followupd.core.compose import (
 )
 from followupd.core.lint import LintRules, lint
 from followupd.core.planner import (
-    Awaiting,
     ContactState,
-    ContactStatus,
     DraftState,
-    DraftStatus,
     QueueDraft,
     Reason,
     SupersedeDraft,
     ThreadRef,
     plan,
 )
+from followupd.engine.contact_state import SUPERSEDABLE_STATES, bracket, load_contacts, load_drafts
 from followupd.render import RenderError, TemplateSet
 from followupd.store.db import Database
 from followupd.store.models import (
     Account,
     AddressRow,
-    Contact,
     Draft,
     Message,
     Thread,
@@ -65,13 +61,7 @@ from followupd.store.models import (
 
 log = logging.getLogger(__name__)
 
-_STATUS = {status.value: status for status in ContactStatus}
-_DRAFT_STATUS = {status.value: status for status in DraftStatus}
-_REASONS = {reason.value: reason for reason in Reason}
-_SUPERSEDABLE = (StoreDraftState.QUEUED.value, StoreDraftState.APPROVED.value, StoreDraftState.SNOOZED.value)
-_SENT_LIKE = frozenset({DraftStatus.SENT, DraftStatus.SENDING, DraftStatus.UNKNOWN})
 _THREADED = frozenset({Reason.NEW_CONTACT, Reason.AFTER_MEETING})
-_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -203,196 +193,12 @@ def _plan_account(
 # --- loading ---------------------------------------------------------------------------------------------
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 def _load(
     session: Session, account_id: int, rules: CadenceRules, *, now: datetime, zone: ZoneInfo
 ) -> _Loaded:
-    drafts, today, week = _load_drafts(session, account_id, now=now, zone=zone)
-    nudges = Counter(
-        (d.contact_id, _awaiting_ref(d.key))
-        for d in drafts
-        if d.reason is Reason.AWAITING_REPLY and d.state in _SENT_LIKE
-    )
-    awaiting = _load_awaiting(session, account_id, rules, now=now)
-    contacts: dict[int, ContactState] = {}
-    for row in session.execute(_contacts_query(account_id)):
-        last_inbound = _aware(row.last_inbound_at)
-        last_outbound = _aware(row.last_outbound_at)
-        last_touch = _aware(row.last_touch_at)
-        asked = awaiting.get(row.id)
-        pending = None
-        if asked is not None and (last_inbound is None or asked.sent_at > last_inbound):
-            nudged = nudges.get((row.id, asked.message_id), 0)
-            pending = (
-                Awaiting(asked.subject, asked.message_id, asked.sent_at, asked.references, nudged)
-                if nudged
-                else asked
-            )
-        first_seen = _aware(row.first_seen_at) or last_inbound or last_outbound or last_touch or now
-        contacts[row.id] = ContactState(
-            contact_id=row.id,
-            email=row.email,
-            first_seen_at=first_seen,
-            name=row.name or "",
-            status=_STATUS.get(row.status, ContactStatus.ACTIVE),
-            muted_until=_aware(row.muted_until),
-            tier=row.tier,
-            cadence_override=timedelta(days=row.cadence_days) if row.cadence_days else None,
-            tags=frozenset(t for t in (row.tags or "").split(",") if t),
-            last_inbound_at=last_inbound,
-            last_outbound_at=last_outbound,
-            last_touch_at=last_touch,
-            last_meeting_end_at=_aware(row.last_meeting_at),
-            owes_reply=bool(row.owes_reply),
-            awaiting=pending,
-        )
+    drafts, today, week = load_drafts(session, account_id, now=now, zone=zone)
+    contacts = load_contacts(session, account_id, rules, now=now, drafts=drafts)
     return _Loaded(contacts, drafts, today, week)
-
-
-def _contacts_query(account_id: int) -> Executable:
-    """Every contact of the account with its primary address (most messages, then alphabetical)."""
-    rank = (
-        func.row_number()
-        .over(
-            partition_by=AddressRow.contact_id,
-            order_by=(desc(AddressRow.inbound_count + AddressRow.outbound_count), AddressRow.email),
-        )
-        .label("rank")
-    )
-    primary = (
-        select(AddressRow.contact_id, AddressRow.email, rank)
-        .where(AddressRow.account_id == account_id, AddressRow.contact_id.is_not(None))
-        .subquery()
-    )
-    return (
-        select(
-            Contact.id,
-            Contact.name,
-            Contact.status,
-            Contact.muted_until,
-            Contact.tier,
-            Contact.tags,
-            Contact.cadence_days,
-            Contact.first_seen_at,
-            Contact.last_inbound_at,
-            Contact.last_outbound_at,
-            Contact.last_meeting_at,
-            Contact.last_touch_at,
-            Contact.owes_reply,
-            primary.c.email,
-        )
-        .join(primary, and_(primary.c.contact_id == Contact.id, primary.c.rank == 1))
-        .where(
-            Contact.account_id == account_id,
-            # Ignored contacts and those owed a reply cannot get a draft: skip them unless a live draft of
-            # theirs may need superseding (the planner allows pre-filtering contacts, not drafts).
-            or_(
-                and_(Contact.status != "ignored", Contact.owes_reply.is_(False)),
-                Contact.id.in_(
-                    select(Draft.contact_id).where(
-                        Draft.account_id == account_id, Draft.state.in_(_SUPERSEDABLE)
-                    )
-                ),
-            ),
-        )
-    )
-
-
-def _load_drafts(
-    session: Session, account_id: int, *, now: datetime, zone: ZoneInfo
-) -> tuple[list[DraftState], int, int]:
-    midnight = datetime.combine(now.astimezone(zone).date(), time(0), tzinfo=zone).astimezone(UTC)
-    week_ago = now - timedelta(days=7)
-    drafts: list[DraftState] = []
-    today = week = 0
-    rows = session.execute(
-        select(
-            Draft.id,
-            Draft.contact_id,
-            Draft.key,
-            Draft.reason,
-            Draft.state,
-            Draft.planned_at,
-            Draft.scheduled_at,
-        ).where(Draft.account_id == account_id)
-    )
-    for row in rows:
-        planned_at = _aware(row.planned_at) or now
-        today += planned_at >= midnight
-        week += planned_at >= week_ago
-        drafts.append(
-            DraftState(
-                id=row.id,
-                contact_id=row.contact_id,
-                key=row.key,
-                # A reason the planner does not know (a hand-made meeting_request) still counts as a draft.
-                reason=_REASONS.get(row.reason, Reason.KEEP_IN_TOUCH),
-                state=_DRAFT_STATUS.get(row.state, DraftStatus.SKIPPED),
-                planned_at=planned_at,
-                scheduled_at=_aware(row.scheduled_at),
-            )
-        )
-    return drafts, today, week
-
-
-def _awaiting_ref(key: str) -> str:
-    """The message id inside an awaiting_reply key ``{contact}:awaiting_reply:{message id}#{n}``."""
-    return key.partition(f":{Reason.AWAITING_REPLY}:")[2].rpartition("#")[0]
-
-
-def _load_awaiting(
-    session: Session, account_id: int, rules: CadenceRules, *, now: datetime
-) -> dict[int, Awaiting]:
-    """contact id -> the user's newest asking message to that contact within the awaiting_reply window."""
-    trigger = rules.awaiting_reply
-    if not trigger.enabled or trigger.max_nudges <= 0:
-        return {}
-    window = trigger.expires_after or DEFAULT_EXPIRY[Reason.AWAITING_REPLY]
-    rows = session.execute(
-        select(Message.message_id, Message.subject, Message.date_at, Message.recipients, Message.in_reply_to)
-        .where(
-            Message.account_id == account_id,
-            Message.direction == "out",
-            Message.asks.is_(True),
-            Message.date_at >= now - window,
-            Message.date_at <= now,
-        )
-        .order_by(Message.date_at)
-    ).all()
-    if not rows:
-        return {}
-    emails = sorted({email for row in rows for email in row.recipients.split()})
-    owner: dict[str, int] = {}
-    for start in range(0, len(emails), _CHUNK):
-        chunk = emails[start : start + _CHUNK]
-        for email, contact_id in session.execute(
-            select(AddressRow.email, AddressRow.contact_id).where(
-                AddressRow.account_id == account_id,
-                AddressRow.email.in_(chunk),
-                AddressRow.contact_id.is_not(None),
-            )
-        ):
-            if contact_id is not None:
-                owner[email] = contact_id
-    found: dict[int, Awaiting] = {}
-    for row in rows:  # oldest first: the newest message to a contact wins
-        references = (_bracket(row.in_reply_to),) if row.in_reply_to else ()
-        asked = Awaiting(row.subject or "", _bracket(row.message_id), _aware(row.date_at) or now, references)
-        for email in row.recipients.split():
-            contact_id = owner.get(email)
-            if contact_id is not None:
-                found[contact_id] = asked
-    return found
-
-
-def _bracket(message_id: str) -> str:
-    message_id = message_id.strip()
-    return message_id if message_id.startswith("<") else f"<{message_id}>"
 
 
 def _last_thread(session: Session, account_id: int, contact_id: int) -> ThreadRef | None:
@@ -420,8 +226,8 @@ def _last_thread(session: Session, account_id: int, contact_id: int) -> ThreadRe
     if row is None:
         return None
     message_id, subject, in_reply_to, last_id, thread_subject = row
-    parent = _bracket(last_id or message_id)
-    references = tuple(_bracket(v) for v in (in_reply_to, message_id) if v and _bracket(v) != parent)
+    parent = bracket(last_id or message_id)
+    references = tuple(bracket(v) for v in (in_reply_to, message_id) if v and bracket(v) != parent)
     return ThreadRef(thread_subject or subject or "", parent, references)
 
 
@@ -447,7 +253,7 @@ def _supersede(
     # Compare-and-set: a draft the user approved-and-sent meanwhile is not touched.
     changed = session.execute(
         update(Draft)
-        .where(Draft.id == action.draft_id, Draft.state.in_(_SUPERSEDABLE))
+        .where(Draft.id == action.draft_id, Draft.state.in_(SUPERSEDABLE_STATES))
         .values(
             state=StoreDraftState.SUPERSEDED.value,
             updated_at=now,
