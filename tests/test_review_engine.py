@@ -267,3 +267,15 @@ def test_wake_snoozed_is_a_repository_function_for_the_daemon(world: tuple[Datab
     with db.read() as session:
         states = {i: s for i, s in session.execute(select(Draft.id, Draft.state))}
     assert (states[ids[BOB]], states[ids[EVE]]) == ("queued", "snoozed")
+
+
+
+def test_plan_wakes_snoozed_drafts_whose_time_has_come(world: tuple[Database, Config]) -> None:
+    """The daemon never runs `drafts list`: planning must wake snoozed drafts whose time has come."""
+    db, config = world
+    eve = draft_ids(db)[EVE]
+    review.snooze(db, eve, NOW + timedelta(days=1), now=LATER)
+    plan_once(db, config, now=NOW + timedelta(hours=2))
+    assert draft(db, eve).state == "snoozed"
+    plan_once(db, config, now=NOW + timedelta(days=2))
+    assert draft(db, eve).state == "queued"

@@ -81,8 +81,8 @@ def json_option(func: Any) -> Any:
 
 def emit_json(value: Any) -> None:
     """Print ``value`` as JSON; datetimes become ISO 8601 strings."""
-    json.dump(value, sys.stdout, indent=2, ensure_ascii=False, default=_json_default)
-    sys.stdout.write("\n")
+    # One write: json.dump streams many tiny chunks, which is slow on a pipe for large outputs.
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:

@@ -48,6 +48,7 @@ from followupd.core.planner import (
 from followupd.engine.contact_state import SUPERSEDABLE_STATES, bracket, load_contacts, load_drafts
 from followupd.render import RenderError, TemplateSet
 from followupd.store.db import Database
+from followupd.store.drafts_repo import wake_snoozed
 from followupd.store.models import (
     Account,
     AddressRow,
@@ -124,6 +125,12 @@ def plan_once(
     lint_rules = config.lint.core_rules()
     templates = TemplateSet(config.templates.dir)
     zone = ZoneInfo(config.send.timezone)
+    if not dry_run:
+        # Snoozed drafts whose time has come are live again before the planner looks at them.
+        with db.write() as session:
+            woken = wake_snoozed(session, now)
+        if woken:
+            log.info("woke %d snoozed draft(s)", len(woken))
     for account in config.accounts:
         transaction = db.read() if dry_run else db.write()
         with transaction as session:
