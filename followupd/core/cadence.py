@@ -25,11 +25,12 @@ latest exchange.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import heapq
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     # The contact state is the planner's input type; cadence only reads its fields.
@@ -253,7 +254,20 @@ def reply_owed(state: ContactState, *, now: datetime) -> bool:
     return state.owes_reply and _paused(state, now) is None
 
 
-def tier_for(state: ContactState, rules: CadenceRules) -> str:
+class CadenceFields(Protocol):
+    """What a contact's tier and interval depend on: a ContactState has these, and so does a light row."""
+
+    @property
+    def email(self) -> str: ...
+    @property
+    def tags(self) -> frozenset[str]: ...
+    @property
+    def tier(self) -> str | None: ...
+    @property
+    def cadence_override(self) -> timedelta | None: ...
+
+
+def tier_for(state: CadenceFields, rules: CadenceRules) -> str:
     """The contact's tier: the one set on the contact, else the first matching rule, else ``default``."""
     if state.tier:
         return state.tier
@@ -271,7 +285,7 @@ def tier_for(state: ContactState, rules: CadenceRules) -> str:
     return DEFAULT_TIER
 
 
-def interval_for(state: ContactState, rules: CadenceRules) -> timedelta:
+def interval_for(state: CadenceFields, rules: CadenceRules) -> timedelta:
     """How often this contact should hear from the user: override > tier (rule) > default interval.
 
     A tier name with no configured tier falls back to the default interval (config validation reports it).
@@ -279,11 +293,43 @@ def interval_for(state: ContactState, rules: CadenceRules) -> timedelta:
     return _interval(state, rules, tier_for(state, rules))
 
 
-def _interval(state: ContactState, rules: CadenceRules, tier_name: str) -> timedelta:
+def _interval(state: CadenceFields, rules: CadenceRules, tier_name: str) -> timedelta:
     if state.cadence_override is not None:
         return state.cadence_override
     tier = rules.tiers.get(tier_name)
     return tier.interval if tier is not None else rules.default_interval
+
+
+@dataclass(frozen=True, slots=True)
+class TouchRow:
+    """The little the planner needs to rank a contact for keep_in_touch without loading its whole state."""
+
+    contact_id: int
+    email: str
+    tags: frozenset[str]
+    tier: str | None
+    cadence_override: timedelta | None
+    last_touch_at: datetime | None
+
+
+def most_overdue(rows: Iterable[TouchRow], rules: CadenceRules, *, now: datetime, limit: int) -> list[int]:
+    """Ids of the ``limit`` contacts whose keep-in-touch date passed longest ago , oldest first.
+
+    The planner queues at most a few drafts a day and serves the longest-overdue first, so only these can
+    become keep_in_touch drafts; the caller loads the full state of these (and of contacts with event
+    triggers or live drafts) instead of every contact.
+    """
+    if limit <= 0 or not rules.keep_in_touch.enabled:
+        return []
+    delay = rules.keep_in_touch.delay
+    scored = []
+    for row in rows:
+        if row.last_touch_at is None:
+            continue
+        due_at = row.last_touch_at + interval_for(row, rules) + delay
+        if due_at <= now:
+            scored.append((due_at, row.contact_id))
+    return [contact_id for _due, contact_id in heapq.nsmallest(limit, scored)]
 
 
 # How long after its event a trigger applies when its ``expires_after`` is not set.

@@ -8,20 +8,25 @@ outbound questions (bounded by the awaiting_reply expiry).
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Executable, and_, desc, func, or_, select, true
+from sqlalchemy import ColumnElement, Executable, String, and_, desc, func, or_, select, true, type_coerce
 from sqlalchemy.orm import Session
 
 from followupd.config import Config
 from followupd.core.cadence import (
     DEFAULT_EXPIRY,
     CadenceRules,
+    TouchRow,
     interval_for,
     latest_exchange,
+    most_overdue,
     next_due,
     reply_owed,
 )
@@ -47,6 +52,7 @@ SUPERSEDABLE_STATES = (
     StoreDraftState.SNOOZED.value,
 )
 _SENT_LIKE = frozenset({DraftStatus.SENT, DraftStatus.SENDING, DraftStatus.UNKNOWN})
+_LIVE = LIVE
 _CHUNK = 500
 
 
@@ -71,12 +77,18 @@ def load_contacts(
     now: datetime,
     drafts: list[DraftState],
     prefilter: bool = True,
+    budget: int | None = None,
 ) -> dict[int, ContactState]:
     """contact id -> the contact's state, as the planner sees it.
 
     ``drafts`` are the account's drafts (from :func:`load_drafts`): sent awaiting_reply nudges count against
     ``max_nudges``. With ``prefilter`` (the planner's hot path) ignored contacts and those owed a reply are
     left out unless a live draft of theirs may need superseding; without it, every contact is loaded.
+
+    With ``budget`` (how many new drafts the caps still allow) only contacts that can matter are loaded in
+    full: those with an event trigger (new, met, asked), those with a live draft, and the most overdue for
+    keep_in_touch — a few times the budget, ranked from a light query. Planning 100,000 contacts then costs
+    what planning a few hundred does.
     """
     nudges = Counter(
         (d.contact_id, _awaiting_ref(d.key))
@@ -84,8 +96,13 @@ def load_contacts(
         if d.reason is Reason.AWAITING_REPLY and d.state in _SENT_LIKE
     )
     awaiting = _load_awaiting(session, account_id, rules, now=now)
+    only = None
+    if budget is not None:
+        only = _candidates(
+            session, account_id, rules, now=now, budget=budget, awaiting=awaiting, drafts=drafts
+        )
     contacts: dict[int, ContactState] = {}
-    for row in session.execute(_contacts_query(account_id, prefilter=prefilter)):
+    for row in session.execute(_contacts_query(account_id, prefilter=prefilter, only=only)):
         last_inbound = aware(row.last_inbound_at)
         last_outbound = aware(row.last_outbound_at)
         last_touch = aware(row.last_touch_at)
@@ -119,8 +136,85 @@ def load_contacts(
     return contacts
 
 
-def _contacts_query(account_id: int, *, prefilter: bool) -> Executable:
-    """Every contact of the account with its primary address (most messages, then alphabetical)."""
+# How many keep_in_touch candidates to load per draft the caps still allow: some of the most overdue are
+# dropped by the planner (jitter not yet passed, muted, a draft under the same key); the rest fill in.
+CANDIDATES_PER_DRAFT = 5
+EXTRA_CANDIDATES = 20
+
+
+def _candidates(
+    session: Session,
+    account_id: int,
+    rules: CadenceRules,
+    *,
+    now: datetime,
+    budget: int,
+    awaiting: Mapping[int, Awaiting],
+    drafts: list[DraftState],
+) -> set[int]:
+    """The contacts whose full state the planner needs (see :func:`load_contacts`)."""
+    live = {d.contact_id for d in drafts if d.state in _LIVE}
+    new_since = now - (rules.new_contact.expires_after or DEFAULT_EXPIRY[Reason.NEW_CONTACT])
+    met_since = now - (rules.after_meeting.expires_after or DEFAULT_EXPIRY[Reason.AFTER_MEETING])
+    events = session.scalars(
+        select(Contact.id).where(
+            Contact.account_id == account_id,
+            or_(Contact.first_seen_at >= new_since, Contact.last_meeting_at >= met_since),
+        )
+    )
+    limit = max(0, budget) * CANDIDATES_PER_DRAFT + EXTRA_CANDIDATES if budget > 0 else 0
+    need_email = any(r.address or r.domain for r in rules.rules)
+    overdue = most_overdue(
+        _touch_rows(session, account_id, need_email=need_email), rules, now=now, limit=limit
+    )
+    # Unanswered questions are served oldest first too; one answered meanwhile is dropped by the planner,
+    # hence a wider margin than for keep_in_touch.
+    ripe = now - rules.awaiting_reply.delay
+    asked = heapq.nsmallest(limit * 4, ((a.sent_at, cid) for cid, a in awaiting.items() if a.sent_at <= ripe))
+    return {*live, *(cid for _at, cid in asked), *events, *overdue}
+
+
+def _touch_rows(session: Session, account_id: int, *, need_email: bool) -> Iterator[TouchRow]:
+    # The hot loop of planning a large account: 100,000 rows. The time column is read raw (type_coerce),
+    # skipping the aware-UTC conversion of every row; only the few rows ranked get converted by the caller.
+    last_touch = (
+        type_coerce(Contact.last_touch_at, String)
+        if session.get_bind().dialect.name == "sqlite"
+        else Contact.last_touch_at
+    )
+    columns = [Contact.id, Contact.tags, Contact.tier, Contact.cadence_days, last_touch]
+    query = select(*columns).where(
+        Contact.account_id == account_id,
+        Contact.status != "ignored",
+        Contact.owes_reply.is_(False),
+        Contact.last_touch_at.is_not(None),
+    )
+    if need_email:  # only tier rules by address or domain need each contact's primary address
+        primary = _primary(account_id)
+        query = query.add_columns(primary.c.email).join(
+            primary, and_(primary.c.contact_id == Contact.id, primary.c.rank == 1)
+        )
+    row: Any
+    for row in session.execute(query):
+        contact_id, tags, tier, cadence_days, touched = row[:5]
+        yield TouchRow(
+            contact_id,
+            row[5] if need_email else "",
+            frozenset(t for t in tags.split(",") if t) if tags else frozenset(),
+            tier,
+            timedelta(days=cadence_days) if cadence_days else None,
+            _utc(touched),
+        )
+
+
+def _utc(value: str | datetime) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _primary(account_id: int) -> Any:
+    """Each contact's primary address (most messages, then alphabetical) as rank 1 of a window."""
     rank = (
         func.row_number()
         .over(
@@ -129,11 +223,16 @@ def _contacts_query(account_id: int, *, prefilter: bool) -> Executable:
         )
         .label("rank")
     )
-    primary = (
+    return (
         select(AddressRow.contact_id, AddressRow.email, rank)
         .where(AddressRow.account_id == account_id, AddressRow.contact_id.is_not(None))
         .subquery()
     )
+
+
+def _contacts_query(account_id: int, *, prefilter: bool, only: set[int] | None = None) -> Executable:
+    """The account's contacts (or ``only`` those) with their primary address."""
+    primary = _primary(account_id)
     return (
         select(
             Contact.id,
@@ -152,7 +251,11 @@ def _contacts_query(account_id: int, *, prefilter: bool) -> Executable:
             primary.c.email,
         )
         .join(primary, and_(primary.c.contact_id == Contact.id, primary.c.rank == 1))
-        .where(Contact.account_id == account_id, _draftable(account_id) if prefilter else true())
+        .where(
+            Contact.account_id == account_id,
+            _draftable(account_id) if prefilter else true(),
+            Contact.id.in_(only) if only is not None else true(),
+        )
     )
 
 

@@ -204,7 +204,8 @@ def _load(
     session: Session, account_id: int, rules: CadenceRules, *, now: datetime, zone: ZoneInfo
 ) -> _Loaded:
     drafts, today, week = load_drafts(session, account_id, now=now, zone=zone)
-    contacts = load_contacts(session, account_id, rules, now=now, drafts=drafts)
+    budget = min(rules.max_new_per_day - today, rules.max_new_per_week - week)
+    contacts = load_contacts(session, account_id, rules, now=now, drafts=drafts, budget=budget)
     return _Loaded(contacts, drafts, today, week)
 
 
