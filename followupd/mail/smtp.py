@@ -230,7 +230,15 @@ async def _message(smtp: SMTP, raw: bytes, where: str) -> SmtpResult:
     if reply.code == 250:
         await _quit(smtp)
         return SmtpResult(Delivery.SENT, f"{reply.code} {reply.message}")
-    return _by_code(reply.code, f"{where}: {reply.code} {reply.message}")
+    return _after_data(reply.code, f"{where}: {reply.code} {reply.message}")
+
+
+def _after_data(code: int, detail: str) -> SmtpResult:
+    """The verdict on the message itself: only a 4xx/5xx says it was refused; anything else may have been
+    taken, so a retry could deliver it twice."""
+    if 400 <= code < 600:
+        return _by_code(code, detail)
+    return SmtpResult(Delivery.UNKNOWN, f"unexpected reply after the message: {detail}")
 
 
 async def _quit(smtp: SMTP) -> None:
