@@ -8,11 +8,9 @@ entry point (``python -m followupd``) and its error handling (no traceback, a no
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +28,6 @@ pytestmark = pytest.mark.timeout(60)
 NOW = "2024-04-03T09:00:00+00:00"
 LATER = "2024-04-04T09:00:00+00:00"
 PEOPLE = {ADA, CAROL, ZOE, JOSE, EVE}
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI configures the root logger (its handler writes to CliRunner's stderr): undo that after."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
 
 
 def write_config(directory: Path, port: int, user: str, *, name: str = "config.toml") -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import email
 import json
-import logging
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -211,18 +210,6 @@ def db(tmp_path: Path) -> Iterator[Database]:
 def world(db: Database, monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setenv("SMTP_PW", SMTP_CREDENTIALS[1])
     return World(db)
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI configures the root logger; undo that after each test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
 
 
 # ------------------------------------------------------------------------------- the decision (pure)

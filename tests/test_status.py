@@ -4,7 +4,6 @@ each account's last scan and error, drafts by state, and today's sends counted f
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,18 +20,6 @@ from followupd.store.models import Account, Worker
 from tests.test_send import World
 
 NOW = datetime(2024, 4, 3, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI configures the root logger: undo that after each test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.fixture
