@@ -15,6 +15,8 @@ from followupd.core.threads import base_subject, thread_key
 from followupd.core.types import Direction, MessageMeta
 
 MAX_RECIPIENTS_KEPT = 50
+_OUT = Direction.OUT.value  # an enum member's .value is a descriptor call: read once, not twice a message
+_IN = Direction.IN.value
 
 
 @dataclass(slots=True)
@@ -123,7 +125,7 @@ def _record(
         thread_key=thread_key(meta) or "mid:" + meta.message_id,
         date_at=meta.date_at or fallback,
         tz_offset=meta.tz_offset_minutes,
-        direction=Direction.OUT.value if outbound else Direction.IN.value,
+        direction=_OUT if outbound else _IN,
         sender=sender,
         recipients=" ".join(recipients),
         subject=meta.subject[:500],
@@ -152,7 +154,7 @@ def _count_addresses(
     addresses: dict[str, AddressDelta], meta: MessageMeta, record: MessageRecord, own: frozenset[str]
 ) -> None:
     at = record.date_at
-    if record.direction == Direction.OUT.value:
+    if record.direction == _OUT:
         for addr in (*meta.to, *meta.cc):
             if addr.email not in own:
                 delta = _delta(addresses, addr.email, addr.name, at)
