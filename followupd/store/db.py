@@ -102,6 +102,9 @@ def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
         f"busy_timeout={BUSY_TIMEOUT_MS}",
         "foreign_keys=ON",
         "synchronous=NORMAL",
+        # 16 MB instead of 2 MB: a large first scan otherwise re-reads its indexes from the OS every batch
+        # (measured: 12% of the CPU of a 200,000-message scan).
+        "cache_size=-16384",
     ):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
