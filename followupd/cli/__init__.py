@@ -23,8 +23,16 @@ COMMANDS = {
     "db": "followupd.cli.db_cmd:db",
     "scan": "followupd.cli.scan_cmd:scan",
     "contacts": "followupd.cli.contacts_cmd:contacts",
+    "meetings": "followupd.cli.meetings_cmd:meetings",
     "plan": "followupd.cli.plan_cmd:plan",
     "drafts": "followupd.cli.drafts_cmd:drafts",
+    "review": "followupd.cli.review_cmd:review",
+    "send": "followupd.cli.send_cmd:send",
+    "run": "followupd.cli.run_cmd:run",
+    "status": "followupd.cli.status_cmd:status",
+    "demo": "followupd.cli.demo_cmd:demo",
+    "init": "followupd.cli.init_cmd:init",
+    "doctor": "followupd.cli.doctor_cmd:doctor",
 }
 
 

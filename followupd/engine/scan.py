@@ -84,12 +84,21 @@ def scan_account(
     writer = BatchWriter(db, account_id, account.addresses, admission_policy(config))
     stats = ScanStats(account.name)
     if account.imap is None:
-        _scan_local(db, account, writer, stats, now=now, progress=progress)
+        _scan_local(db, account, writer, stats, now=now, progress=progress, meetings=config.scan.meetings)
         return stats
     password = secrets.resolve(account.imap, what=f"accounts[{account.name}].imap")
     for attempt in range(RETRIES + 1):
         try:
-            _scan_imap(db, account, password, writer, stats, now=now, progress=progress)
+            _scan_imap(
+                db,
+                account,
+                password,
+                writer,
+                stats,
+                now=now,
+                progress=progress,
+                meetings=config.scan.meetings,
+            )
             return stats
         except AuthenticationError:
             raise
@@ -111,13 +120,14 @@ def _scan_imap(
     *,
     now: datetime,
     progress: Progress | None,
+    meetings: bool = True,
 ) -> None:
     from followupd.engine.scan_imap import scan_imap
     from followupd.mail.imap import ImapSession
 
     assert account.imap is not None
     with ImapSession(account.imap, password) as session:
-        scan_imap(db, account, session, writer, stats, now=now, progress=progress)
+        scan_imap(db, account, session, writer, stats, now=now, progress=progress, meetings=meetings)
 
 
 def _scan_local(
@@ -128,6 +138,7 @@ def _scan_local(
     *,
     now: datetime,
     progress: Progress | None,
+    meetings: bool = True,
 ) -> None:
     from followupd.engine.scan_local import scan_local
     from followupd.mail.local import open_source
@@ -138,7 +149,7 @@ def _scan_local(
         source = open_source("mbox", account.mbox.path)
     else:  # config validation guarantees one source; this is a programming error
         raise AssertionError(f"account {account.name} has no source")
-    scan_local(db, source, writer, stats, now=now, progress=progress)
+    scan_local(db, source, writer, stats, now=now, progress=progress, meetings=meetings)
 
 
 def _record(db: Database, account: AccountConfig, now: datetime, *, error: str | None) -> None:

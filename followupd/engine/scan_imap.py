@@ -26,15 +26,29 @@ def scan_imap(
     *,
     now: datetime,
     progress: Progress | None = None,
+    meetings: bool = True,
 ) -> None:
-    """Scan every folder of a connected IMAP session into the database."""
+    """Scan every folder of a connected IMAP session into the database (and, with ``meetings``, the meetings
+    of what arrived: see engine/meetings_scan.py)."""
     assert account.imap is not None
     folders = session.folders(account.imap.folders)
     # Sent first: the user's own mail is what admits people, so contacts appear as early as possible.
     for folder in sorted(folders, key=lambda f: f.role != "sent"):
         scan_folder(
-            db, session, writer, folder, stats, now=now, batch_size=account.imap.batch_size, progress=progress
+            db,
+            session,
+            writer,
+            folder,
+            stats,
+            now=now,
+            batch_size=account.imap.batch_size,
+            progress=progress,
+            meetings=meetings,
         )
+    if meetings:
+        from followupd.engine import meetings_scan  # icalendar and dateparser only when meetings are on
+
+        meetings_scan.finish(db, writer, stats, now=now)
 
 
 def unchanged(cursor: Cursor, status: FolderStatus) -> bool:
@@ -54,10 +68,12 @@ def scan_folder(
     now: datetime,
     batch_size: int,
     progress: Progress | None = None,
+    meetings: bool = False,
 ) -> None:
     """Bring one folder up to date.
 
-    A UIDVALIDITY change rescans the folder; messages already stored are re-bound to it by Message-ID.
+    A UIDVALIDITY change rescans the folder; messages already stored are re-bound to it by Message-ID. With
+    ``meetings``, the meetings pass then reads what it has not read yet (it keeps its own cursor).
     """
     status = session.status(folder.name)
     cursor = read_cursor(db, writer.account_id, folder)
@@ -89,6 +105,20 @@ def scan_folder(
             now=now,
             batch_size=batch_size,
             progress=progress,
+        )
+    if meetings:
+        from followupd.engine import meetings_scan
+
+        meetings_scan.imap_folder(
+            db,
+            session,
+            writer,
+            folder,
+            folder_id=cursor.folder_id,
+            stats=stats,
+            uidvalidity=status.uidvalidity,
+            last_uid=last_uid,
+            now=now,
         )
     _set_cursor(
         db,

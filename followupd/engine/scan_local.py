@@ -7,11 +7,15 @@ fingerprint part is empty, so an interrupted scan is resumed from the source sta
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from followupd.engine.batch import BatchWriter, Progress, ScanStats, known_uids, read_cursor
 from followupd.mail.local import LocalSource
 from followupd.mail.source import FolderInfo, RawMessage
 from followupd.store.db import Database
+
+if TYPE_CHECKING:
+    from followupd.engine.meetings_scan import LocalPass
 
 BATCH = 2000
 
@@ -24,10 +28,19 @@ def scan_local(
     *,
     now: datetime,
     progress: Progress | None = None,
+    meetings: bool = True,
 ) -> None:
-    """Bring every folder of a local source up to date."""
+    """Bring every folder of a local source up to date (and, with ``meetings``, learn the meetings of what
+    arrived: see engine/meetings_scan.py)."""
+    found = None
+    if meetings:
+        from followupd.engine.meetings_scan import LocalPass  # icalendar and dateparser only when on
+
+        found = LocalPass(db, source, writer, stats, now)
     for folder in sorted(source.folders(), key=lambda f: f.role != "sent"):
-        _scan_folder(db, source, writer, folder, stats, now=now, progress=progress)
+        _scan_folder(db, source, writer, folder, stats, now=now, progress=progress, meetings=found)
+    if found is not None:
+        found.finish()
 
 
 def _scan_folder(
@@ -39,6 +52,7 @@ def _scan_folder(
     *,
     now: datetime,
     progress: Progress | None,
+    meetings: LocalPass | None = None,
 ) -> None:
     cursor = read_cursor(db, writer.account_id, folder)
     fingerprint = source.fingerprint(folder.name)  # taken first, so changes made while reading show next time
@@ -62,6 +76,7 @@ def _scan_folder(
                 stats=stats,
                 now=now,
                 progress=progress,
+                meetings=meetings,
             )
             pending = []
     _flush(
@@ -73,6 +88,7 @@ def _scan_folder(
         stats=stats,
         now=now,
         progress=progress,
+        meetings=meetings,
     )
 
 
@@ -86,10 +102,13 @@ def _flush(
     stats: ScanStats,
     now: datetime,
     progress: Progress | None,
+    meetings: LocalPass | None = None,
 ) -> None:
     new, created = writer.write(
         folder, folder_id, raws, now=now, cursor={"local_state": local_state, "last_scan_at": now}
     )
+    if meetings is not None and raws:
+        meetings.after_batch(folder, folder_id, raws)
     stats.messages_seen += len(raws)
     stats.messages_new += new
     stats.contacts_new += created

@@ -133,6 +133,13 @@ class MaildirSource:
             again = dict(_listing(directory))
             yield from _maildir_pass([(u, again[u]) for u in vanished if u in again], known)
 
+    def paths(self, folder: str) -> dict[int, Path]:
+        """uid -> current file of every message of ``folder`` (one directory listing; {} when it has gone)."""
+        directory = self._directory(folder)
+        if directory is None:
+            return {}
+        return {maildir_uid(unique): path for unique, path in _listing(directory)}
+
     def _directory(self, folder: str) -> Path | None:
         _require(self._root, "maildir", directory=True)
         path = self._dirs.get(folder)
@@ -319,6 +326,23 @@ class MboxSource:
             raise
         except OSError as exc:
             raise _unreadable(path, exc, "mbox") from exc
+
+    def read_message(self, folder: str, uid: int, limit: int) -> bytes | None:
+        """The whole message ``uid`` (its ``From `` line included), at most ``limit`` bytes; None when the
+        file no longer has a message at that offset (rewritten or shrunk since it was scanned)."""
+        path = self._file(folder)
+        try:
+            with path.open("rb") as file:
+                file.seek(max(uid - 1, 0))
+                data = file.read(limit + _LOOKAHEAD)
+        except OSError as exc:
+            raise _unreadable(path, exc, "mbox") from exc
+        if not data.startswith(b"From "):
+            return None
+        for match in _SEPARATOR_RE.finditer(data):
+            if _ENVELOPE_RE.match(data, match.end() - 5):
+                return data[: min(match.start() + 1, limit)]
+        return data[:limit]
 
     def _file(self, folder: str) -> Path:
         if not self._is_dir and folder == self._path.name:

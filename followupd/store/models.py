@@ -99,6 +99,8 @@ class Folder(Base):
     messages: Mapped[int | None] = mapped_column(Integer)
     local_state: Mapped[str | None] = mapped_column(Text)
     last_scan_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "<uidvalidity>:<uid>": the last UID the meetings pass has read (IMAP only); behind last_uid = work left.
+    meetings_cursor: Mapped[str | None] = mapped_column(Text)
 
 
 class Message(Base):
@@ -225,17 +227,47 @@ class Meeting(Base):
     stamp_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     organizer: Mapped[str | None] = mapped_column(String(320))
     rrule: Mapped[str | None] = mapped_column(Text)
+    # JSON: an invite's iTIP state (winning event + replies), or a text meeting's arrangement summary.
+    state: Mapped[str | None] = mapped_column(Text)
+    # Whether the meeting counts as meeting its people (store/meetings_repo.py), and the end of its latest
+    # occurrence that has ended (None while none has, and always when it does not count).
+    counts: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class MeetingAttendee(Base):
     __tablename__ = "meeting_attendees"
-    __table_args__ = (UniqueConstraint("meeting_id", "email"),)
+    __table_args__ = (UniqueConstraint("meeting_id", "email"), Index("ix_meeting_attendees_email", "email"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
     email: Mapped[str] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(300), default="")
     partstat: Mapped[str] = mapped_column(String(20), default="NEEDS-ACTION")
+
+
+class Arrangement(Base):
+    """What one message said about a meeting in plain words (proposal, confirmation, reschedule, cancel)."""
+
+    __tablename__ = "arrangements"
+    __table_args__ = (
+        UniqueConstraint("account_id", "message_id"),
+        Index("ix_arrangements_thread", "account_id", "thread_key"),
+        CheckConstraint("kind IN ('proposal', 'confirmation', 'reschedule', 'cancel')", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(String(998))
+    thread_key: Mapped[str] = mapped_column(String(998))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    from_user: Mapped[bool] = mapped_column(Boolean, default=False)
+    kind: Mapped[str] = mapped_column(String(20))
+    start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    has_day: Mapped[bool] = mapped_column(Boolean, default=False)
+    has_time: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Draft(Base):

@@ -1,0 +1,1 @@
+"""``followupd demo``: the real pipeline on a sample mailbox, in a temporary directory, with a fixed clock."""
