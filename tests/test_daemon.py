@@ -35,7 +35,7 @@ from followupd.errors import MailError, MailTimeoutError
 from followupd.mail.idle import IdleEvent, Idler, Waker
 from followupd.store import contacts_repo
 from followupd.store.db import Database
-from followupd.store.models import Draft, Message
+from followupd.store.models import Draft, Meeting, Message
 from tests import mailgen
 from tests.servers.dovecot import Dovecot
 from tests.servers.plugin import Mailbox
@@ -496,3 +496,27 @@ def test_the_waker_is_level_triggered() -> None:
         assert waker.wait(0) is False
     finally:
         waker.close()
+
+
+@pytest.mark.dovecot
+def test_an_invite_noticed_via_idle_becomes_a_meeting(
+    tmp_path: Path, mailbox: Mailbox, spawn: Spawn, database: Database
+) -> None:
+    """The daemon runs the meetings pass after each scan, as `followupd scan` does."""
+    from tests import meetingmail as mm
+
+    dovecot, user, password = mailbox
+    account = mailgen.account_toml("main", user, port=dovecot.port, aliases=[mm.SAM])
+    config = write_config(tmp_path, account, extra="\n[scan]\nmeetings = true\n")
+    daemon = spawn(config, env={"PW": password})
+    daemon.wait_for_output(r"main: watching INBOX with IDLE")
+    dovecot.append(user, "INBOX", mm.eml("gmail_invite.eml"))
+    deadline = time.monotonic() + NOTICE_S
+    found: list[str] = []
+    while not found and time.monotonic() < deadline:
+        with database.read() as session:
+            found = list(session.scalars(select(Meeting.uid)))
+        time.sleep(0.05)
+    assert found == [mm.GOOGLE_UID]
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.output

@@ -280,7 +280,12 @@ class AccountWatcher:
                 now=now,
                 batch_size=imap.batch_size,
                 progress=self._progress,
+                meetings=self.config.scan.meetings,
             )
+        if self.config.scan.meetings:
+            from followupd.engine import meetings_scan
+
+            meetings_scan.finish(self._db, self._writer, stats, now=now)
         self._scanned(stats)
 
     def _stored_uidnext(self, folder: str) -> int | None:
