@@ -14,7 +14,6 @@ from followupd.cli import table
 from followupd.engine.plan import plan_once
 from followupd.store import contacts_repo
 from followupd.store.models import Contact
-from tests.test_cli_plan import _restore_logging  # noqa: F401  (autouse: logging handlers per invocation)
 from tests.test_drafts_cli import World, make_runner
 from tests.test_plan_engine import ADA, BOB, CAROL, DAN, EVE, NOW
 from tests.test_review_engine import build_template, copy_world, draft, draft_ids

@@ -14,7 +14,6 @@ from followupd import contacts_io
 from followupd.errors import UsageError
 from followupd.store.contacts_repo import ContactRecord, ContactView
 from followupd.store.models import AddressRow, Contact
-from tests.test_cli_plan import _restore_logging  # noqa: F401  (autouse: logging handlers per invocation)
 from tests.test_drafts_cli import World, make_runner
 from tests.test_plan_engine import ADA, BOB, ME
 from tests.test_review_engine import build_template, copy_world, draft_ids

@@ -29,7 +29,6 @@ from followupd.store import drafts_repo
 from followupd.store.db import Database
 from followupd.store.migrate import head_revision
 from followupd.store.models import Account, Draft, DraftState
-from tests.test_cli_plan import _restore_logging  # noqa: F401  (autouse: logging handlers per invocation)
 from tests.test_plan_engine import ADA, BOB, CAROL, EVE, NOW
 from tests.test_review_engine import build_template, copy_world, draft, draft_ids
 
