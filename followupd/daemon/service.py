@@ -236,6 +236,15 @@ class Daemon:
     async def _send_due(self) -> None:
         if self._send is None:
             return
+        if self.config.send.drafts_folder:
+            # A draft the user sent from their mail client must be SENT here before the sender looks at it.
+            from followupd.engine.drafts_folder import sync_drafts_folder
+
+            synced = await asyncio.to_thread(sync_drafts_folder, self.db, self.config, now=self.clock())
+            for account, error in synced.errors.items():
+                log.warning("%s: %s; not sending until the Drafts folder can be checked", account, error)
+            if synced.errors:
+                return
         gate = cast(Database, SendGate(self.db, self._stopping))
         report = await self._send(gate, self.config, now=self.clock())
         sent = await asyncio.to_thread(steps.sent_since, self.db, self.started_at)

@@ -67,7 +67,28 @@ def scan_once(
             continue
         report.accounts.append(stats)
         _record(db, account, now, error=None)
+    if config.send.drafts_folder:
+        _sync_drafts_folder(db, config, report, now=now, only=only)
     return report
+
+
+def _sync_drafts_folder(
+    db: Database, config: Config, report: ScanReport, *, now: datetime, only: str | None
+) -> None:
+    """Reconcile the Drafts folders after the scan (and so before the next send: a draft the user sent from
+    their mail client is SENT before the sender looks); an account's failure is recorded, never raised."""
+    from followupd.engine.drafts_folder import sync_drafts_folder
+
+    try:
+        synced = sync_drafts_folder(db, config, now=now, only=only)
+    except FollowupdError as exc:
+        log.error("Drafts folder sync failed: %s", exc)
+        for account in config.accounts:
+            if account.imap is not None and (only is None or account.name == only):
+                report.errors.setdefault(account.name, exc)
+        return
+    for name, failure in synced.errors.items():
+        report.errors.setdefault(name, MailError(f"Drafts folder: {failure.message}", hint=failure.hint))
 
 
 def scan_account(
