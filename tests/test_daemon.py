@@ -44,7 +44,7 @@ from tests.servers.smtp import SmtpServer
 pytestmark = pytest.mark.timeout(60)
 
 REPO = Path(__file__).resolve().parents[1]
-NOTICE_S = 15.0  # IDLE notices within ~0.5 s here (benchmarks/latency.py measures it); this only bounds a hang
+NOTICE_S = 15.0  # IDLE notices in ~0.5 s (benchmarks/latency.py measures it); this only bounds a hang
 DAEMON_SETTINGS = '\n[daemon]\npoll_interval = "1h"\nplan_interval = "1h"\n'
 ADMIT_SENDERS = "\n[scan.admission]\nwrote_directly = true\n"
 NO_IDLE_CAPABILITIES = "IMAP4rev1 LITERAL+ SASL-IR ENABLE UIDPLUS SPECIAL-USE CONDSTORE ESEARCH"
