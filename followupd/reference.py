@@ -117,7 +117,10 @@ def cli_reference() -> str:
         "Generated from `--help` by `python -m followupd.reference`.",
         "",
     ]
-    _command(cli, ["followupd"], click.Context(cli, info_name="followupd"), lines)
+    # Contexts made the way the real CLI makes them (context_settings applied, children inheriting), so the
+    # help shown is the same as `followupd ... --help` — click caches each command's help option.
+    root = cli.make_context("followupd", ["--help"], resilient_parsing=True)
+    _command(cli, ["followupd"], root, lines)
     return "\n".join(lines).rstrip() + "\n"
 
 
