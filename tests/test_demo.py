@@ -134,6 +134,10 @@ def test_demo_sends_to_the_outbox_and_says_how_to_review(fresh_run: tuple[str, P
     states = {d["id"]: d["state"] for d in json.loads(listed.stdout)}
     assert {states[int(draft_id)] for draft_id, *_ in sent} == {"sent"}
     assert "queued" in states.values()
+    # The thank-you after an invitation names the meeting it thanks them for.
+    drafts = json.loads(listed.stdout)
+    thanks = [d for d in drafts if d["reason"] == "after_meeting" and "aisha" in d["contact"]]
+    assert len(thanks) == 1 and '"Roadmap review"' in thanks[0]["body"]
 
 
 def test_demo_json_in_a_chosen_directory_then_clean(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,10 +37,11 @@ from followupd.core.planner import (
     ContactStatus,
     DraftState,
     DraftStatus,
+    MeetingRef,
     Reason,
 )
 from followupd.store.db import Database
-from followupd.store.models import Account, AddressRow, Contact, Draft, Message
+from followupd.store.models import Account, AddressRow, Contact, Draft, Meeting, MeetingAttendee, Message
 from followupd.store.models import DraftState as StoreDraftState
 
 _STATUS = {status.value: status for status in ContactStatus}
@@ -133,7 +134,29 @@ def load_contacts(
             owes_reply=bool(row.owes_reply),
             awaiting=pending,
         )
+    _attach_meetings(session, contacts)
     return contacts
+
+
+def _attach_meetings(session: Session, contacts: dict[int, ContactState]) -> None:
+    """Give each contact whose last touch was a meeting that meeting (its UID and subject), so the key of an
+    after_meeting draft names the meeting and the template can thank them for it by name."""
+    met = {cid: state.last_meeting_end_at for cid, state in contacts.items() if state.last_meeting_end_at}
+    if not met:
+        return
+    rows = session.execute(
+        select(AddressRow.contact_id, Meeting.uid, Meeting.subject, Meeting.start_at, Meeting.last_end_at)
+        .join(MeetingAttendee, MeetingAttendee.meeting_id == Meeting.id)
+        .join(
+            AddressRow,
+            and_(AddressRow.email == MeetingAttendee.email, AddressRow.account_id == Meeting.account_id),
+        )
+        .where(AddressRow.contact_id.in_(list(met)), Meeting.counts.is_(True))
+    )
+    for contact_id, uid, subject, start_at, end_at in rows:
+        if contact_id in met and aware(end_at) == met[contact_id]:
+            ref = MeetingRef(uid, subject or "", aware(start_at))
+            contacts[contact_id] = replace(contacts[contact_id], last_meeting=ref)
 
 
 # How many keep_in_touch candidates to load per draft the caps still allow: some of the most overdue are
