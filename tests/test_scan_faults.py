@@ -23,7 +23,7 @@ from followupd.engine.batch import BatchWriter
 from followupd.engine.scan import scan_once
 from followupd.errors import AuthenticationError, MailError
 from followupd.mail.imap import ImapSession
-from followupd.store import scan_repo
+from followupd.store import contacts_refresh
 from followupd.store.db import Database
 from followupd.store.models import Account, Folder, Message
 from tests import mailgen
@@ -186,7 +186,7 @@ def test_crash_during_a_scan_loses_and_duplicates_nothing(
 
         monkeypatch.setattr(BatchWriter, "write", crashing_write)
     else:
-        original_update = scan_repo.update_contacts
+        original_update = contacts_refresh.update_contacts
 
         def crashing_update(*args: Any, **kwargs: Any) -> int:
             nonlocal calls
@@ -196,7 +196,7 @@ def test_crash_during_a_scan_loses_and_duplicates_nothing(
                 raise exc
             return result
 
-        monkeypatch.setattr(scan_repo, "update_contacts", crashing_update)
+        monkeypatch.setattr(contacts_refresh, "update_contacts", crashing_update)
 
     with pytest.raises(type(exc)):
         scan_once(db, config, now=NOW, sleep=lambda _s: None)

@@ -21,7 +21,7 @@ from followupd.core.classify import AdmissionPolicy
 from followupd.core.digest import digest, synthetic_message_id
 from followupd.core.headers import parse_headers
 from followupd.mail.source import FolderInfo, RawMessage
-from followupd.store import scan_repo
+from followupd.store import contacts_refresh, scan_repo
 from followupd.store.db import Database
 from followupd.store.models import Folder, Message
 
@@ -102,7 +102,7 @@ class BatchWriter:
             )
             dig = digest(fresh, own=self.own, sent_folder=folder.role == "sent")
             scan_repo.write_digest(session, self.account_id, folder_id, dig)
-            created = scan_repo.update_contacts(
+            created = contacts_refresh.update_contacts(
                 session,
                 self.account_id,
                 list(dig.addresses),

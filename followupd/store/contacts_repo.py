@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from followupd.errors import NotFoundError, UsageError
 from followupd.store.models import LIVE_STATES, Account, AddressRow, Contact, ContactStatus, Draft, DraftState
 
-# Addresses a scan detaches from any contact again (scan_repo._NEVER_A_PERSON): never linked by hand.
+# Addresses a scan detaches from any contact again (contacts_refresh._NEVER_A_PERSON): never linked by hand.
 NEVER_A_PERSON = {"own-address": "your own", "list-address": "a mailing list", "role-address": "a role"}
 
 
@@ -196,7 +196,7 @@ def merge(session: Session, keep: str, other: str, *, now: datetime) -> MergeRes
     ``keep``'s settings win, tags are united and notes appended. ``other``'s drafts are repointed (history is
     kept), its live ones superseded (one person gets one live draft); then ``other``'s contact is deleted.
     """
-    from followupd.store.scan_repo import refresh_contacts
+    from followupd.store.contacts_refresh import refresh_contacts
 
     first, second = find_contact(session, keep), find_contact(session, other)
     if first.id == second.id:

@@ -14,8 +14,8 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from followupd.core.classify import AdmissionPolicy
+from followupd.store.contacts_refresh import update_contacts
 from followupd.store.models import AddressRow, Contact, Meeting, MeetingAttendee
-from followupd.store.scan_repo import update_contacts
 
 _CHUNK = 900
 
