@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -98,8 +99,13 @@ def seed(mailbox: Mailbox) -> None:
 
 
 class Program:
+    """Runs of the real program. Each run's clock starts where the wall clock is now (``NOW`` plus the time
+    since the first run), as a real clock would: a fixed ``--now`` would send every restart back to ``NOW``,
+    and a draft planned 0.5 s into one run would look "not yet scheduled" to the next."""
+
     def __init__(self, config_path: Path, env: dict[str, str], log: Path) -> None:
         self.config_path, self.env, self.log = config_path, env, log
+        self.origin = time.monotonic()
 
     def run(self, *args: str, kill_after: float | None = None, timeout: float = 60) -> int | None:
         argv = [
@@ -109,7 +115,7 @@ class Program:
             "--config",
             str(self.config_path),
             "--now",
-            NOW.isoformat(),
+            (NOW + timedelta(seconds=time.monotonic() - self.origin)).isoformat(),
         ]
         with self.log.open("ab") as out:
             proc = subprocess.Popen([*argv, "run", *args], env=self.env, stdout=out, stderr=out)
