@@ -8,6 +8,8 @@ SELECT, IDLE, APPEND) goes through imapclient.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import imaplib
 import logging
 import re
@@ -369,5 +371,12 @@ def translate(what: str) -> Iterator[None]:
 
 
 def _text(exc: BaseException) -> str:
-    text = str(exc)
-    return text or type(exc).__name__
+    """The server's words. imaplib carries the response as bytes and imapclient turns that into the repr
+    (``"b'[AUTHENTICATIONFAILED] ...'"``); show the text itself."""
+    raw = exc.args[0] if len(exc.args) == 1 else None
+    if isinstance(raw, str) and len(raw) >= 3 and raw[:2] in ("b'", 'b"') and raw[-1] == raw[1]:
+        with contextlib.suppress(ValueError, SyntaxError):
+            raw = ast.literal_eval(raw)
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", "replace") or type(exc).__name__
+    return str(exc) or type(exc).__name__
