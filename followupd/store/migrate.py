@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
 from followupd.errors import DatabaseError, SchemaTooNewError
+
+UPGRADE_LOCK_KEY = int.from_bytes(hashlib.sha256(b"followupd upgrade").digest()[:8], "big", signed=True)
+"""The PostgreSQL advisory lock that serialises concurrent schema upgrades (a stable signed 64-bit key)."""
 
 if TYPE_CHECKING:
     from followupd.store.db import Database
@@ -51,6 +56,12 @@ def upgrade(db: Database) -> None:
         return
     cfg = alembic_config(db)
     with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Several workers may start together on a new database: one upgrades, the others wait here and
+            # then find the schema at head (two concurrent CREATE TABLEs would fail). Released at commit.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK_KEY})
+            if MigrationContext.configure(conn).get_current_revision() == script.get_current_head():
+                return
         cfg.attributes["connection"] = conn
         try:
             command.upgrade(cfg, "head")
