@@ -1,15 +1,16 @@
 """Which approved drafts go out now, and why the others wait: a pure decision over plain data.
 
-The engine reads the approved drafts (with their contact's latest exchanges) and how many sends already
-happened today and in the last minute, calls :func:`decide`, and then acts on the verdicts: it claims the
-``SEND`` ones, supersedes or skips the ones that must never go, and leaves the rest waiting. ``--dry-run`` is
-the same call without the acting. Nothing here reads the clock: ``now`` is a parameter.
+The engine reads the approved drafts (with their contact's latest exchanges) and how many sends each
+sending account already made today and in the last minute, calls :func:`decide`, and then acts on the
+verdicts: it claims the ``SEND`` ones, supersedes or skips the ones that must never go, and leaves the rest
+waiting. ``--dry-run`` is the same call without the acting. Nothing here reads the clock: ``now`` is a
+parameter.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
@@ -68,11 +69,13 @@ class DueDraft:
     last_inbound_at: datetime | None = None
     last_outbound_at: datetime | None = None
     last_meeting_at: datetime | None = None
+    account: str = ""
+    """The sending account's name: the caps are counted per account."""
 
 
 @dataclass(frozen=True, slots=True)
 class SendRules:
-    """The ``[send]`` settings the decision needs, already parsed."""
+    """The ``[send]`` settings the decision needs, already parsed. The caps apply to each account."""
 
     window: Window
     zone: tzinfo
@@ -84,7 +87,7 @@ class SendRules:
 
 @dataclass(frozen=True, slots=True)
 class SendCounts:
-    """Sends already made (or possibly made: SENDING/UNKNOWN) today and in the last minute."""
+    """One account's sends already made (or possibly made: SENDING/UNKNOWN) today and in the last minute."""
 
     today: int = 0
     last_minute: int = 0
@@ -101,9 +104,19 @@ class Decision:
 
 
 def decide(
-    drafts: Iterable[DueDraft], rules: SendRules, counts: SendCounts, *, now: datetime
+    drafts: Iterable[DueDraft],
+    rules: SendRules,
+    counts: SendCounts | Mapping[str, SendCounts],
+    *,
+    now: datetime,
 ) -> list[Decision]:
-    """A decision for every draft, oldest scheduled first; at most the cap's remaining budget get ``SEND``.
+    """A decision for every draft, oldest scheduled first; per account, at most the caps' remaining budget
+    get ``SEND``.
+
+    ``counts`` are the sends already made by each account (by name; an account not in the mapping has made
+    none); a single :class:`SendCounts` counts for every account alike, as when there is only one. Providers
+    limit each mailbox, so ``daily_cap`` and ``per_minute`` are budgets per sending account
+    (``DueDraft.account``): one account reaching its cap holds none of the others back.
 
     A draft is superseded when its contact wrote, was written to, or met the user after it was planned; it is
     skipped for an ignored contact and blocked when a recipient is the user's own address. Otherwise it waits
@@ -111,32 +124,56 @@ def decide(
     the send window (in the recipient's time zone when configured and known) and not on one of the user's
     holidays (dates in the user's time zone). The daily cap counts days in the user's time zone.
     """
+    budgets: dict[str, _Budget] = {}
     decisions = []
-    day_left = rules.daily_cap - counts.today
-    minute_left = rules.per_minute - counts.last_minute
     for draft in sorted(drafts, key=lambda d: (d.scheduled_at, d.id)):
         decision = _check(draft, rules, now)
         if decision is None:
-            if day_left <= 0:
-                decision = Decision(
-                    draft.id,
-                    Verdict.DAILY_CAP,
-                    f"daily cap of {rules.daily_cap} reached",
-                    day_start(now, rules.zone) + timedelta(days=1),
-                )
-            elif minute_left <= 0:
-                decision = Decision(
-                    draft.id,
-                    Verdict.RATE_LIMIT,
-                    f"rate limit of {rules.per_minute} a minute reached",
-                    now + RATE_PERIOD,
-                )
-            else:
-                day_left -= 1
-                minute_left -= 1
-                decision = Decision(draft.id, Verdict.SEND, "due now")
+            budget = budgets.get(draft.account)
+            if budget is None:
+                budget = budgets[draft.account] = _Budget.of(rules, _counts_of(counts, draft.account))
+            decision = budget.spend(draft, rules, now)
         decisions.append(decision)
     return decisions
+
+
+def _counts_of(counts: SendCounts | Mapping[str, SendCounts], account: str) -> SendCounts:
+    if isinstance(counts, SendCounts):
+        return counts
+    return counts.get(account, SendCounts())
+
+
+@dataclass(slots=True)
+class _Budget:
+    """What one account may still send today and this minute."""
+
+    day_left: int
+    minute_left: int
+
+    @classmethod
+    def of(cls, rules: SendRules, counts: SendCounts) -> _Budget:
+        return cls(rules.daily_cap - counts.today, rules.per_minute - counts.last_minute)
+
+    def spend(self, draft: DueDraft, rules: SendRules, now: datetime) -> Decision:
+        """SEND (one taken from both budgets) or, with either spent, the cap's waiting verdict."""
+        whose = f" for account {draft.account}" if draft.account else ""
+        if self.day_left <= 0:
+            return Decision(
+                draft.id,
+                Verdict.DAILY_CAP,
+                f"daily cap of {rules.daily_cap} reached{whose}",
+                day_start(now, rules.zone) + timedelta(days=1),
+            )
+        if self.minute_left <= 0:
+            return Decision(
+                draft.id,
+                Verdict.RATE_LIMIT,
+                f"rate limit of {rules.per_minute} a minute reached{whose}",
+                now + RATE_PERIOD,
+            )
+        self.day_left -= 1
+        self.minute_left -= 1
+        return Decision(draft.id, Verdict.SEND, "due now")
 
 
 def _check(draft: DueDraft, rules: SendRules, now: datetime) -> Decision | None:

@@ -7,16 +7,16 @@ none is held across network I/O. :mod:`followupd.engine.send` decides which draf
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 from email.errors import HeaderParseError
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from followupd import secrets
@@ -29,12 +29,14 @@ from followupd.mail import outbox
 from followupd.mail.imap import ImapSession
 from followupd.mail.smtp import Delivery, Login, SmtpResult, canonical, send_message
 from followupd.store.db import Database
-from followupd.store.models import Contact, Draft, DraftState
+from followupd.store.models import Account, Contact, Draft, DraftState
 
 log = logging.getLogger(__name__)
 
 # Providers that put a copy of every message sent through their SMTP server into Sent themselves.
 SELF_FILING_HOSTS = ("office365.com", "outlook.com", "me.com", "icloud.com")
+TAKEN = "taken by another worker or changed meanwhile; not sent"
+"""Why :func:`claim` passed over a draft: another worker holds or took it, or it changed since it was read."""
 _STATE = {
     Delivery.SENT: DraftState.SENT,
     Delivery.FAILED: DraftState.FAILED,
@@ -64,8 +66,16 @@ def bare_id(message_id: str) -> str:
     return message_id.strip().strip("<>").strip()
 
 
-def due_draft(draft: Draft, contact: Contact, own: frozenset[str]) -> DueDraft:
-    """The core's view of an approved draft and its contact."""
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
+
+
+def only_accounts(query: _Query, accounts: Collection[str] | None) -> _Query:
+    """``query`` (which has :class:`Account` joined) limited to the named accounts; unchanged for None."""
+    return query if accounts is None else query.where(Account.name.in_(list(accounts)))
+
+
+def due_draft(draft: Draft, contact: Contact, own: frozenset[str], *, account: str = "") -> DueDraft:
+    """The core's view of an approved draft (sent from ``account``, by name) and its contact."""
     return DueDraft(
         id=draft.id,
         planned_at=draft.planned_at,
@@ -79,6 +89,7 @@ def due_draft(draft: Draft, contact: Contact, own: frozenset[str]) -> DueDraft:
         last_inbound_at=contact.last_inbound_at,
         last_outbound_at=contact.last_outbound_at,
         last_meeting_at=contact.last_meeting_at,
+        account=account,
     )
 
 
@@ -253,15 +264,30 @@ def claim(
 ) -> Outgoing | tuple[DraftState, str]:
     """The last check and the move to SENDING, committed before anything goes out.
 
-    Returns the draft ready to go, or the state it is in instead and why: changed meanwhile, SUPERSEDED
-    (something happened with the contact since it was planned), FAILED (no message can be built from it).
+    The draft's row is taken with ``SELECT ... FOR UPDATE SKIP LOCKED``, only while still APPROVED at
+    ``version``: on PostgreSQL a row another worker is claiming (locked) or has claimed (changed) is skipped
+    at once, never waited on, so no draft is sent by two workers. (SQLite renders no lock clause: its
+    ``BEGIN IMMEDIATE`` write transactions and the single-instance lock serialize claims there.)
+
+    Returns the draft ready to go, or the state it is in instead and why: changed meanwhile or taken by
+    another worker, SUPERSEDED (something happened with the contact since it was planned), FAILED (no
+    message can be built from it).
     """
     approved = [DraftState.APPROVED]
     with db.write() as session:
-        draft = session.get(Draft, draft_id)
-        contact = session.get(Contact, draft.contact_id) if draft is not None else None
-        if draft is None or contact is None or draft.state != DraftState.APPROVED or draft.version != version:
-            return DraftState(draft.state if draft else "skipped"), "changed meanwhile; not sent"
+        draft = session.scalars(
+            select(Draft)
+            .where(Draft.id == draft_id, Draft.state == DraftState.APPROVED.value, Draft.version == version)
+            .with_for_update(skip_locked=True)
+        ).one_or_none()
+        if draft is None:
+            # Locked or changed by someone else; a plain read never waits, and sees the last committed state.
+            state = session.scalar(select(Draft.state).where(Draft.id == draft_id))
+            log.debug("draft %d: taken by another worker or changed meanwhile (%s); skipped", draft_id, state)
+            return DraftState(state or "skipped"), TAKEN
+        contact = session.get(Contact, draft.contact_id)
+        if contact is None:
+            return DraftState.APPROVED, "its contact is gone; not sent"
         news = superseded_by(due_draft(draft, contact, frozenset()))
         if news is not None:
             cas(session, draft_id, version, approved, state="superseded", last_error=news, updated_at=now)
@@ -269,7 +295,8 @@ def claim(
         try:
             item = outgoing(draft, account, now=now, zone=zone)
         except ValueError as exc:
-            cas(session, draft_id, version, approved, state="failed", last_error=str(exc), updated_at=now)
+            error = storable(str(exc))
+            cas(session, draft_id, version, approved, state="failed", last_error=error, updated_at=now)
             return DraftState.FAILED, str(exc)
         cas(session, draft_id, version, approved, state="sending", updated_at=now)
     return replace(item, version=version + 1)
@@ -295,6 +322,7 @@ def record(
         values["last_error"] = f"gave up after {attempts} attempts: {result.detail}"
     elif state is DraftState.APPROVED:
         values["next_attempt_at"] = now + retry_delay(attempts, jitter=jitter)
+    values["last_error"] = storable(values["last_error"])
     in_flight = [DraftState.SENDING, DraftState.UNKNOWN]
     with db.write() as session:
         if not cas(session, item.draft_id, item.version, in_flight, state=state.value, **values):
@@ -315,7 +343,7 @@ def release(db: Database, item: Outgoing, error: str, *, now: datetime) -> None:
             item.version,
             [DraftState.SENDING, DraftState.UNKNOWN],
             state=DraftState.APPROVED.value,
-            last_error=error,
+            last_error=storable(error),
             updated_at=now,
         )
 
@@ -345,6 +373,12 @@ def touch(session: Session, contact_id: int, at: datetime) -> None:
         current = getattr(contact, column)
         if current is None or current < at:
             setattr(contact, column, at)
+
+
+def storable(text: str | None) -> str | None:
+    """``text`` with NUL characters made visible: a hostile server's reply may hold them, PostgreSQL refuses
+    them in text columns."""
+    return None if text is None else text.replace("\x00", "\\x00")
 
 
 def describe(result: SmtpResult) -> str:

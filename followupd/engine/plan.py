@@ -1,5 +1,8 @@
 """``plan_once``: load every account's contacts and drafts, ask the pure planner, apply its actions.
 
+``accounts`` (names; None: every configured account) limits a run to the accounts a worker owns when several
+share one database: nothing of the other accounts is read or changed, snoozed drafts included.
+
 Per account, the whole unit of work (load, plan, render, insert, supersede) runs in one write transaction
 (``BEGIN IMMEDIATE`` on SQLite), so two planners can never queue the same draft and a scan landing in the
 middle cannot be half-seen; a dry run does the same work in a read transaction and writes nothing.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formataddr
@@ -114,9 +117,15 @@ class _Loaded:
 
 
 def plan_once(
-    db: Database, config: Config, *, now: datetime, dry_run: bool = False, seed: int = 0
+    db: Database,
+    config: Config,
+    *,
+    now: datetime,
+    dry_run: bool = False,
+    seed: int = 0,
+    accounts: Collection[str] | None = None,
 ) -> PlanResult:
-    """Plan every configured account once; see the module docstring."""
+    """Plan every configured account (or those named in ``accounts``) once; see the module docstring."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     now = now.astimezone(UTC)
@@ -125,13 +134,18 @@ def plan_once(
     lint_rules = config.lint.core_rules()
     templates = TemplateSet(config.templates.dir)
     zone = ZoneInfo(config.send.timezone)
-    if not dry_run:
+    chosen = [a for a in config.accounts if accounts is None or a.name in accounts]
+    if not dry_run and chosen:
         # Snoozed drafts whose time has come are live again before the planner looks at them.
         with db.write() as session:
-            woken = wake_snoozed(session, now)
+            ids = None
+            if accounts is not None:
+                names = [a.name for a in chosen]
+                ids = list(session.scalars(select(Account.id).where(Account.name.in_(names))))
+            woken = wake_snoozed(session, now, account_ids=ids)
         if woken:
             log.info("woke %d snoozed draft(s)", len(woken))
-    for account in config.accounts:
+    for account in chosen:
         transaction = db.read() if dry_run else db.write()
         with transaction as session:
             _plan_account(

@@ -3,17 +3,23 @@
 Decide, then act. The pure :func:`followupd.core.sending.decide` says which approved drafts go now and why
 the others wait; each one that goes then makes the trip in :mod:`followupd.engine.deliver`:
 
-1. *claimed*: one short write transaction re-checks it (still APPROVED, same version, nothing new with the
-   contact since it was planned), builds its message and moves it to SENDING, committed before any I/O;
+1. *claimed*: one short write transaction locks its row with ``SELECT ... FOR UPDATE SKIP LOCKED`` (on
+   PostgreSQL; a row another worker holds or has already taken is skipped, never waited on), re-checks it
+   (still APPROVED, same version, nothing new with the contact since it was planned), builds its message and
+   moves it to SENDING, committed before any I/O;
 2. *delivered* by the transport (SMTP or the outbox), outside any transaction;
 3. *recorded* in a second short transaction: SENT (the contact touched), back to APPROVED with a back-off
    for temporary failures (FAILED after ``max_attempts``), FAILED for a permanent refusal, or UNKNOWN when
    the connection was lost after the message data went out.
 
 A SENDING draft found at start-up may or may not have gone out: :func:`recover_sending` makes it UNKNOWN,
-and :func:`resolve_unknown` looks for its Message-ID in the account's Sent folder: found -> SENT, otherwise
-it stays UNKNOWN for the user to decide. Nothing is ever resent blindly. (With the outbox transport the file
-is the proof: found -> SENT, absent -> APPROVED, since it is written atomically.)
+and :func:`resolve_unknown` looks for its Message-ID in the account's Sent folder, never resending (both live
+in :mod:`followupd.engine.recover` and are re-exported here).
+
+Several workers may share one PostgreSQL database: each unit takes ``accounts`` (account names; None means
+every configured account) and touches only those accounts' drafts, and the claim makes sure that no draft is
+sent by two workers even when their accounts overlap. ``[send] daily_cap`` and ``per_minute`` are counted
+per sending account (providers limit each mailbox), from what the database holds when a run starts.
 """
 
 from __future__ import annotations
@@ -21,12 +27,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from followupd.config import AccountConfig, Config, SendConfig
@@ -43,15 +49,20 @@ from followupd.core.sending import (
 )
 from followupd.core.window import parse_window
 from followupd.engine import deliver as trip
+from followupd.engine.recover import (
+    INTERRUPTED,
+    Resolution,
+    recover_sending,
+    resolve_unknown,
+    resolve_unknown_async,
+)
 from followupd.errors import FollowupdError
-from followupd.mail import outbox
 from followupd.mail.smtp import Login
 from followupd.store.db import Database
 from followupd.store.models import Account, Contact, Draft, DraftState
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "interrupted while sending; it will be looked for in the Sent folder, never simply resent"
 _CLOSING = {
     Verdict.SUPERSEDE: DraftState.SUPERSEDED,
     Verdict.SKIP: DraftState.SKIPPED,
@@ -85,15 +96,6 @@ class SendReport:
 
 
 @dataclass(frozen=True, slots=True)
-class Resolution:
-    """What :func:`resolve_unknown` concluded about one UNKNOWN draft."""
-
-    draft_id: int
-    state: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
 class _Row:
     version: int
     account: str
@@ -113,24 +115,37 @@ def send_rules(send: SendConfig) -> SendRules:
 
 
 def send_due(
-    db: Database, config: Config, *, now: datetime, dry_run: bool = False, rng: random.Random | None = None
+    db: Database,
+    config: Config,
+    *,
+    now: datetime,
+    dry_run: bool = False,
+    rng: random.Random | None = None,
+    accounts: Collection[str] | None = None,
 ) -> SendReport:
     """Send every approved draft that is due at ``now`` (see the module docstring); blocking."""
-    return asyncio.run(send_due_async(db, config, now=now, dry_run=dry_run, rng=rng))
+    return asyncio.run(send_due_async(db, config, now=now, dry_run=dry_run, rng=rng, accounts=accounts))
 
 
 async def send_due_async(
-    db: Database, config: Config, *, now: datetime, dry_run: bool = False, rng: random.Random | None = None
+    db: Database,
+    config: Config,
+    *,
+    now: datetime,
+    dry_run: bool = False,
+    rng: random.Random | None = None,
+    accounts: Collection[str] | None = None,
 ) -> SendReport:
     """The async form of :func:`send_due`, for the daemon's loop. Drafts go one at a time, oldest first.
 
     ``rng`` draws the retry jitter. With ``dry_run`` nothing is changed: the report says what would go and
-    why the others wait.
+    why the others wait. ``accounts`` (names) limits the run to those accounts' drafts; None: every account.
+    A draft another worker claimed first is reported in the state it was found in and not sent.
     """
     rules = send_rules(config.send)
     with db.read() as session:
-        candidates, rows = _candidates(session, config)
-        counts = _counts(session, rules, now)
+        candidates, rows = _candidates(session, config, accounts)
+        counts = _counts(session, rules, now, accounts)
     decisions = decide(candidates, rules, counts, now=now)
     report = SendReport(dry_run=dry_run)
     if dry_run:
@@ -145,7 +160,9 @@ async def send_due_async(
     return report
 
 
-def _candidates(session: Session, config: Config) -> tuple[list[DueDraft], dict[int, _Row]]:
+def _candidates(
+    session: Session, config: Config, accounts: Collection[str] | None
+) -> tuple[list[DueDraft], dict[int, _Row]]:
     query = (
         select(Draft, Contact, Account.name)
         .join(Contact, Draft.contact_id == Contact.id)
@@ -154,22 +171,38 @@ def _candidates(session: Session, config: Config) -> tuple[list[DueDraft], dict[
     )
     own = {a.name: a.addresses for a in config.accounts}
     drafts, rows = [], {}
-    for draft, contact, account in session.execute(query):
-        drafts.append(trip.due_draft(draft, contact, own.get(account, frozenset())))
+    for draft, contact, account in session.execute(trip.only_accounts(query, accounts)):
+        drafts.append(trip.due_draft(draft, contact, own.get(account, frozenset()), account=account))
         rows[draft.id] = _Row(draft.version, account, draft.to_addrs)
     return drafts, rows
 
 
-def _counts(session: Session, rules: SendRules, now: datetime) -> SendCounts:
-    """Sends today and in the last minute; SENDING and UNKNOWN drafts count too (they may have gone out)."""
+def _counts(
+    session: Session, rules: SendRules, now: datetime, accounts: Collection[str] | None
+) -> dict[str, SendCounts]:
+    """Each account's sends today and in the last minute; SENDING and UNKNOWN drafts count too (they may have
+    gone out)."""
     since = day_start(now, rules.zone)
-    sent = select(Draft.sent_at).where(Draft.state == DraftState.SENT.value, Draft.sent_at >= since)
-    maybe = select(Draft.updated_at).where(
-        Draft.state.in_([DraftState.SENDING.value, DraftState.UNKNOWN.value]), Draft.updated_at >= since
+    sent = (
+        select(Account.name, Draft.sent_at)
+        .join(Account, Draft.account_id == Account.id)
+        .where(Draft.state == DraftState.SENT.value, Draft.sent_at >= since)
     )
-    moments = [*session.scalars(sent), *session.scalars(maybe)]
-    recent = sum(1 for at in moments if at is not None and at > now - RATE_PERIOD)
-    return SendCounts(today=len(moments), last_minute=recent)
+    maybe = (
+        select(Account.name, Draft.updated_at)
+        .join(Account, Draft.account_id == Account.id)
+        .where(
+            Draft.state.in_([DraftState.SENDING.value, DraftState.UNKNOWN.value]), Draft.updated_at >= since
+        )
+    )
+    today: dict[str, int] = {}
+    recent: dict[str, int] = {}
+    for query in (sent, maybe):
+        for name, at in session.execute(trip.only_accounts(query, accounts)):
+            today[name] = today.get(name, 0) + 1
+            if at is not None and at > now - RATE_PERIOD:
+                recent[name] = recent.get(name, 0) + 1
+    return {name: SendCounts(today=n, last_minute=recent.get(name, 0)) for name, n in today.items()}
 
 
 def _outcome(decision: Decision, row: _Row, state: DraftState, reason: str = "") -> DraftOutcome:
@@ -269,120 +302,8 @@ class _Run:
         log.info("draft %d: %s", item.draft_id, done)
 
 
-# ------------------------------------------------------------------------------------------ after a crash
-
-
-def recover_sending(db: Database) -> list[int]:
-    """At start-up: every SENDING draft (its sender died mid-send) becomes UNKNOWN. Returns their ids.
-
-    The version is left alone, so that a sender which is in fact still running can record its outcome.
-    """
-    with db.write() as session:
-        ids = list(session.scalars(select(Draft.id).where(Draft.state == DraftState.SENDING.value)))
-        if ids:
-            session.execute(
-                update(Draft)
-                .where(Draft.id.in_(ids), Draft.state == DraftState.SENDING.value)
-                .values(state=DraftState.UNKNOWN.value, last_error=INTERRUPTED)
-            )
-    for draft_id in ids:
-        log.warning(
-            "draft %d was being sent when followupd stopped; whether it went out is unknown", draft_id
-        )
-    return ids
-
-
-def resolve_unknown(db: Database, config: Config, *, now: datetime) -> list[Resolution]:
-    """Settle UNKNOWN drafts without resending; see :func:`resolve_unknown_async`. Blocking."""
-    return asyncio.run(resolve_unknown_async(db, config, now=now))
-
-
-async def resolve_unknown_async(db: Database, config: Config, *, now: datetime) -> list[Resolution]:
-    """Look for each UNKNOWN draft's Message-ID in its account's Sent folder over IMAP.
-
-    Found -> SENT (sent at the attempt's time; the contact is touched). Not found, or the folder cannot be
-    read -> it stays UNKNOWN, for the user. With the outbox transport: its file -> SENT, none -> APPROVED.
-    ``now`` is unused today (the sent time is the attempt's); it keeps the daemon's units alike.
-    """
-    query = (
-        select(Draft.id, Draft.version, Draft.message_id, Draft.updated_at, Draft.contact_id, Account.name)
-        .join(Account, Draft.account_id == Account.id)
-        .where(Draft.state == DraftState.UNKNOWN.value)
-        .order_by(Draft.id)
-    )
-    with db.read() as session:
-        rows = session.execute(query).all()
-    lookup = _Lookup(config)
-    results = []
-    try:
-        for draft_id, version, message_id, attempted_at, contact_id, name in rows:
-            found = await lookup.went_out(draft_id, trip.bare_id(message_id), name)
-            if isinstance(found, str):
-                results.append(Resolution(draft_id, DraftState.UNKNOWN.value, found))
-                continue
-            results.append(
-                _settle(
-                    db,
-                    config.send,
-                    found=found,
-                    draft_id=draft_id,
-                    version=version,
-                    contact_id=contact_id,
-                    at=attempted_at,
-                )
-            )
-    finally:
-        await asyncio.to_thread(lookup.folders.close)
-    return results
-
-
-class _Lookup:
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.folders = trip.SentFolders()
-        self.failed: set[str] = set()
-
-    async def went_out(self, draft_id: int, message_id: str, account: str) -> bool | str:
-        """Whether the draft went out, or why that cannot be told now."""
-        send = self.config.send
-        if send.transport == "outbox":
-            return send.outbox_dir is not None and outbox.find(send.outbox_dir, draft_id) is not None
-        if account in self.failed:
-            return f"cannot read account {account}'s Sent folder now"
-        try:
-            return await asyncio.to_thread(self.folders.contains, self.config.account(account), message_id)
-        except FollowupdError as exc:
-            self.failed.add(account)
-            log.warning("cannot look for unknown drafts in %s's Sent folder: %s", account, exc)
-            return f"cannot read the Sent folder: {exc}"
-
-
-def _settle(
-    db: Database, send: SendConfig, *, found: bool, draft_id: int, version: int, contact_id: int, at: datetime
-) -> Resolution:
-    if not found and send.transport == "smtp":
-        why = "not in the Sent folder: check with the recipient, then mark it sent or approve it again"
-        return Resolution(draft_id, DraftState.UNKNOWN.value, why)
-    if found:
-        state, why = (
-            DraftState.SENT,
-            f"found in the {'Sent folder' if send.transport == 'smtp' else 'outbox'}",
-        )
-        values: dict[str, Any] = {"sent_at": at, "next_attempt_at": None}
-    else:
-        state, why, values = DraftState.APPROVED, "never written to the outbox; it will go again", {}
-    with db.write() as session:
-        if not trip.cas(
-            session, draft_id, version, [DraftState.UNKNOWN], state=state.value, last_error=None, **values
-        ):
-            return Resolution(draft_id, DraftState.UNKNOWN.value, "changed meanwhile; left as it is")
-        if found:
-            trip.touch(session, contact_id, at)
-    log.info("unknown draft %d: %s", draft_id, why)
-    return Resolution(draft_id, state.value, why)
-
-
 __all__ = [
+    "INTERRUPTED",
     "DraftOutcome",
     "Resolution",
     "SendReport",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,17 +194,19 @@ def get_draft(session: Session, draft_id: int) -> DraftView:
     return found[0]
 
 
-def wake_snoozed(session: Session, now: datetime) -> list[int]:
+def wake_snoozed(session: Session, now: datetime, *, account_ids: Collection[int] | None = None) -> list[int]:
     """Snoozed drafts whose ``snoozed_until`` has come go back to QUEUED (version bumped); returns their ids.
 
-    Call it in a write transaction (``db.write()``); the daemon's plan step and the CLI's ``drafts list`` and
-    ``review`` call it first.
+    Only the drafts of ``account_ids`` when given (a worker's own accounts). Call it in a write transaction
+    (``db.write()``); the daemon's plan step and the CLI's ``drafts list`` and ``review`` call it first.
     """
     from sqlalchemy import select, update
 
     from followupd.store.models import Draft, DraftState
 
-    due = (Draft.state == DraftState.SNOOZED.value, Draft.snoozed_until <= now)
+    due: tuple[Any, ...] = (Draft.state == DraftState.SNOOZED.value, Draft.snoozed_until <= now)
+    if account_ids is not None:
+        due = (*due, Draft.account_id.in_(list(account_ids)))
     ids = list(session.scalars(select(Draft.id).where(*due).order_by(Draft.id)))
     if ids:
         session.execute(
