@@ -21,7 +21,7 @@ from followupd.core.cadence import CadenceRules, Tier, TierRule, Trigger
 from followupd.core.lint import LintRules, customized
 from followupd.core.window import WindowError, parse_window
 from followupd.errors import ConfigError
-from followupd.tomlspec import Report, load_section, option
+from followupd.tomlspec import Report, format_duration, load_section, option
 
 SECURITY = ("tls", "starttls", "none")
 _DEFAULT_PORTS = {
@@ -292,6 +292,16 @@ class DaemonConfig:
         timedelta(minutes=15), "How often the planner runs besides after scans."
     )
     idle_renew: timedelta = option(timedelta(minutes=9), "IDLE is re-issued this often (at most 10 minutes).")
+    lease: timedelta = option(
+        timedelta(seconds=60),
+        "PostgreSQL with several workers: how long a worker's claim on an account lasts without renewal"
+        " (renewed every third of it; a dead worker's accounts are taken over after at most this long)."
+        " From 2s to 1h.",
+    )
+
+
+LEASE_MIN = timedelta(seconds=2)
+LEASE_MAX = timedelta(hours=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -440,6 +450,11 @@ def _check_semantics(config: Config, report: Report) -> None:
                 _check_server(server, f"{path}.{kind}", report)
     _check_cadence(config.cadence, report)
     _check_send(config.send, report)
+    if not LEASE_MIN <= config.daemon.lease <= LEASE_MAX:
+        report.problem(
+            "daemon.lease",
+            f"expected a duration from 2s to 1h, got {format_duration(config.daemon.lease)}",
+        )
 
 
 def _check_server(server: ServerConfig, path: str, report: Report) -> None:

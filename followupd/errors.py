@@ -97,3 +97,9 @@ class UsageError(FollowupdError):
     """The command was given something it cannot use (a bad date, an unknown state...)."""
 
     exit_code = 2
+
+
+class LeaseLostError(FollowupdError):
+    """This worker's lease on an account expired and another worker may own it; nothing was written."""
+
+    exit_code = 8

@@ -9,6 +9,10 @@ until release; the server drops the lock when that session ends.
 
 The lock also makes start-up recovery safe: a draft found SENDING can only be resolved as UNKNOWN when no
 other daemon could be sending it right now.
+
+Several workers on PostgreSQL (:func:`shared`): ``followupd run`` and ``followupd send`` do not take this
+lock; each account is owned by one worker at a time through leases (``followupd.daemon.ownership``), and
+start-up upgrades of the schema are serialized inside ``followupd.store.migrate.upgrade``.
 """
 
 from __future__ import annotations
@@ -78,6 +82,11 @@ def acquire(db: Database) -> InstanceLock:
         return _advisory(db)
     log.warning("no single-instance lock for %s databases", db.url.get_backend_name())
     return InstanceLock("no lock")
+
+
+def shared(db: Database) -> bool:
+    """True when several workers may share ``db`` (PostgreSQL): accounts are leased, not locked as a whole."""
+    return db.url.get_backend_name() == "postgresql"
 
 
 def _flock(path: Path, where: str) -> InstanceLock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from typing import TYPE_CHECKING
@@ -12,6 +13,8 @@ import click
 from followupd.cli.app import App, pass_app
 
 if TYPE_CHECKING:
+    from followupd.daemon.ownership import Holding
+    from followupd.daemon.steps import Clock, CycleReport
     from followupd.sdnotify import Notifier
     from followupd.store.db import Database
 
@@ -44,9 +47,12 @@ def run(app: App, once: bool, send_grace: float, send_interval: float) -> None:
     and local Maildir/mbox accounts are polled every [daemon] poll_interval. The planner runs after new mail
     and every [daemon] plan_interval; approved drafts go out inside the send window.
 
-    One daemon per database: a second one exits with code 8. SIGTERM or Ctrl-C stops it cleanly (a send in
-    flight is allowed to finish), SIGHUP reloads the config (an invalid config is reported and the running
-    one kept). Under systemd it reports readiness, status and watchdog pings (see docs/daemon.md).
+    One daemon per SQLite database: a second one exits with code 8. On PostgreSQL several can run (on one
+    machine or several): each account is scanned, planned and sent by exactly one of them at a time, through
+    leases that a dead worker's peers take over after [daemon] lease; `--once` then does only the accounts
+    no running daemon owns. SIGTERM or Ctrl-C stops it cleanly (a send in flight is allowed to finish),
+    SIGHUP reloads the config (an invalid config is reported and the running one kept). Under systemd it
+    reports readiness, status and watchdog pings (see docs/daemon.md).
 
     \b
     Examples:
@@ -63,7 +69,12 @@ def run(app: App, once: bool, send_grace: float, send_interval: float) -> None:
     notifier = sdnotify.Notifier.from_environment()
     db = Database(config.database.url)
     try:
-        with instance.acquire(db):
+        # PostgreSQL: per-account leases instead of one lock (daemon/ownership.py); workers starting together
+        # upgrade the schema one after the other (store/migrate.py).
+        lock: contextlib.AbstractContextManager[object] = (
+            contextlib.nullcontext() if instance.shared(db) else instance.acquire(db)
+        )
+        with lock:
             db.upgrade()
             if once:
                 code = _once(app, db)
@@ -76,13 +87,15 @@ def run(app: App, once: bool, send_grace: float, send_interval: float) -> None:
 
 
 def _once(app: App, db: Database) -> int:
+    from followupd import instance
     from followupd.daemon.steps import make_clock, register, run_cycle, worker_id
     from followupd.store import status_repo
 
     clock = make_clock(app.fixed_now)
     wid = worker_id(clock())
-    register(db, wid, now=clock())
-    report = run_cycle(db, app.config(), clock=clock)
+    shared = instance.shared(db)
+    register(db, wid, now=clock(), shared=shared)  # no liveness lease: daemons keep their shares
+    report = _once_shared(app, db, wid, clock) if shared else run_cycle(db, app.config(), clock=clock)
     line = report.line()
     with db.write() as session:
         status_repo.stop_worker(session, wid, now=clock(), status=line)
@@ -90,6 +103,31 @@ def _once(app: App, db: Database) -> int:
         click.echo(f"{name}: FAILED: {exc}", err=True)
     click.echo(line, err=True)
     return report.exit_code
+
+
+def _once_shared(app: App, db: Database, wid: str, clock: Clock) -> CycleReport:
+    """``run --once`` on a shared database: the accounts no daemon owns, claimed for the cycle."""
+    from followupd.daemon.ownership import Holding, make_fence
+    from followupd.daemon.steps import run_cycle
+    from followupd.engine.batch import fenced
+
+    config = app.config()
+    with Holding(db, wid, config.accounts, lease=config.daemon.lease) as held, fenced(make_fence(wid)):
+        for line in skipped_lines(held):
+            click.echo(line, err=True)
+        return run_cycle(db, config, clock=clock, accounts=held.names)
+
+
+def skipped_lines(held: Holding) -> list[str]:
+    """One line per account another worker holds (shared by ``run --once`` and ``send``)."""
+    lines = []
+    for item in held.skipped:
+        if item.owner is None:
+            lines.append(f"{item.name}: skipped: another worker is claiming it right now")
+        else:
+            until = f"{item.lease_until:%Y-%m-%d %H:%M:%S} UTC" if item.lease_until else "?"
+            lines.append(f"{item.name}: skipped: owned by worker {item.owner} (lease until {until})")
+    return lines
 
 
 def _serve(app: App, db: Database, notifier: Notifier, *, send_grace: float, send_interval: float) -> int:

@@ -28,7 +28,9 @@ def send(app: App, dry_run: bool, as_json: bool) -> None:
     is sent at most once: a draft whose fate is unknown (the connection dropped after the message went out,
     or followupd was killed while sending) is looked for in your Sent folder, never simply resent; if it is
     not there it stays UNKNOWN for you to decide. Exits 4 or 5 if an account could not send (login
-    refused, no TLS...), 8 if the daemon is running (it sends by itself; --dry-run still works).
+    refused, no TLS...), 8 if the daemon is running (it sends by itself; --dry-run still works). On
+    PostgreSQL, where several daemons may share the accounts, it sends for the accounts no daemon owns and
+    names the others; 8 only when a daemon owns them all.
 
     \b
     Examples:
@@ -62,6 +64,8 @@ def _send_now(app: App) -> tuple[list[int], list[Resolution], SendReport]:
     from followupd.errors import AlreadyRunningError
 
     config, db, now = app.config(), app.db(), app.now()
+    if instance.shared(db):
+        return _send_shared(app)
     try:
         lock = instance.acquire(db)
     except AlreadyRunningError as exc:
@@ -73,6 +77,30 @@ def _send_now(app: App) -> tuple[list[int], list[Resolution], SendReport]:
         recovered = recover_sending(db)
         resolved = resolve_unknown(db, config, now=now)
         report = send_due(db, config, now=now)
+    return recovered, resolved, report
+
+
+def _send_shared(app: App) -> tuple[list[int], list[Resolution], SendReport]:
+    """On a shared database: claim the accounts no worker owns, settle and send for those, release them."""
+    from followupd.cli.run_cmd import skipped_lines
+    from followupd.daemon.ownership import Holding
+    from followupd.daemon.steps import worker_id
+    from followupd.engine.send import recover_sending, resolve_unknown, send_due
+    from followupd.errors import AlreadyRunningError
+
+    config, db, now = app.config(), app.db(), app.now()
+    with Holding(db, worker_id(now), config.accounts, lease=config.daemon.lease) as held:
+        if config.accounts and not held.names:
+            owners = sorted({item.owner or "?" for item in held.skipped})
+            raise AlreadyRunningError(
+                f"running workers ({', '.join(owners)}) own every account; they send due drafts themselves",
+                hint="See what they will send with `followupd send --dry-run`, and `followupd status`.",
+            )
+        for line in skipped_lines(held):
+            click.echo(line, err=True)
+        recovered = recover_sending(db, accounts=held.names)
+        resolved = resolve_unknown(db, config, now=now, accounts=held.names)
+        report = send_due(db, config, now=now, accounts=held.names)
     return recovered, resolved, report
 
 

@@ -22,7 +22,9 @@ def status(app: App, as_json: bool) -> None:
     """Show the daemon's health: heartbeat, last scan and error per account, the draft queue, today's sends.
 
     The daemon is "running" while its heartbeat (written every 30 s) is fresh, "stale" when it stopped
-    writing one without saying goodbye (crashed, killed or hung), "stopped" after a clean exit.
+    writing one without saying goodbye (crashed, killed or hung), "stopped" after a clean exit. On
+    PostgreSQL, where several daemons (workers) may share the accounts, it also lists the live workers and
+    which worker owns each account until when (by the database's clock), and the accounts nobody owns.
 
     \b
     Examples:
@@ -31,14 +33,19 @@ def status(app: App, as_json: bool) -> None:
     """
     from zoneinfo import ZoneInfo
 
+    from followupd import instance
     from followupd.core.sending import day_start
     from followupd.store import status_repo
 
     config = app.config()
     now = app.now()
-    with app.db().read() as session:
+    db = app.db()
+    with db.read() as session:
         view = status_repo.read_status(
-            session, now=now, day_start=day_start(now, ZoneInfo(config.send.timezone))
+            session,
+            now=now,
+            day_start=day_start(now, ZoneInfo(config.send.timezone)),
+            shared=instance.shared(db),
         )
     accounts = _accounts(view, config)
     if as_json:
@@ -69,6 +76,26 @@ def _as_json(view: StatusView, accounts: list[AccountHealth], config: Config) ->
         "drafts": view.drafts,
         "sent_today": view.sent_today,
         "daily_cap": config.send.daily_cap,
+        **(_ownership_json(view, config) if view.shared else {}),
+    }
+
+
+def _ownership_json(view: StatusView, config: Config) -> dict[str, Any]:
+    """``workers``: the live ones, each with the accounts it owns; ``owners``: every account's owner."""
+    configured = {a.name for a in config.accounts}
+    owned: dict[str, list[str]] = {}
+    for item in view.owners:
+        if item.owner is not None and not item.expired:
+            owned.setdefault(item.owner, []).append(item.name)
+    return {
+        "workers": [{**asdict(w), "accounts": owned.get(w.id, [])} for w in view.workers],
+        "owners": [asdict(item) for item in view.owners if item.name in configured],
+        "unowned": [
+            item.name
+            for item in view.owners
+            if item.name in configured and (item.owner is None or item.expired)
+        ]
+        + sorted(configured - {item.name for item in view.owners}),
     }
 
 
@@ -86,9 +113,33 @@ def _text(view: StatusView, accounts: list[AccountHealth], config: Config, now: 
         lines.append(f"{label}{account.name:<{width}}  {scanned}  {state}")
     if not accounts:
         lines.append("accounts:   none configured")
+    if view.shared:
+        lines += _ownership_text(view, accounts)
     counts = ", ".join(f"{state} {n}" for state, n in view.drafts.items() if n) or "none"
     lines.append(f"drafts:     {counts}")
     lines.append(f"sent today: {view.sent_today} (daily cap {config.send.daily_cap})")
+    return lines
+
+
+def _ownership_text(view: StatusView, accounts: list[AccountHealth]) -> list[str]:
+    lines = []
+    for index, worker in enumerate(view.workers):
+        label = "workers:    " if index == 0 else " " * 12
+        alive = f"alive until {worker.lease_until:%H:%M:%S} UTC"
+        lines.append(f"{label}{worker.id} (pid {worker.pid} on {worker.host}), {alive}")
+    if not view.workers:
+        lines.append("workers:    none alive")
+    leases = {item.name: item for item in view.owners}
+    width = max((len(a.name) for a in accounts), default=0)
+    for index, account in enumerate(accounts):
+        label = "owners:     " if index == 0 else " " * 12
+        item = leases.get(account.name)
+        if item is None or item.owner is None:
+            state = "free (no worker owns it)"
+        else:
+            until = f"{item.lease_until:%Y-%m-%d %H:%M:%S} UTC" if item.lease_until else "?"
+            state = f"{item.owner} until {until}" + (" (EXPIRED: free to take over)" if item.expired else "")
+        lines.append(f"{label}{account.name:<{width}}  {state}")
     return lines
 
 

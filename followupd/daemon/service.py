@@ -12,6 +12,8 @@
   UNKNOWN: a draft is never sent twice.
 - SIGHUP: re-read the config; an invalid one is reported and the running config kept. Watchers whose
   account (or the scan/daemon settings) changed are restarted; paused ones retry at once.
+- PostgreSQL: several daemons (workers) share the accounts through leases (``ownership``); this one watches,
+  plans and sends only for the accounts it owns, and its scans' batches are fenced by the lease.
 """
 
 from __future__ import annotations
@@ -22,16 +24,17 @@ import logging
 import signal
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from followupd import __version__
+from followupd import __version__, instance
 from followupd.config import AccountConfig, Config
-from followupd.daemon import steps
+from followupd.daemon import ownership, reload, steps
 from followupd.daemon.shutdown import SendGate, SendStopped, Summary
 from followupd.daemon.watcher import STUCK_AFTER, AccountWatcher
 from followupd.engine.batch import ScanStats
-from followupd.errors import ConfigError, FollowupdError
+from followupd.errors import FollowupdError
 from followupd.sdnotify import Notifier
 from followupd.store import status_repo
 from followupd.store.db import Database
@@ -81,6 +84,12 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._poke = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+        self._claimed: set[str] = set()
+        self.shares = (
+            ownership.Shares(db, self.worker_id, lease=config.daemon.lease) if instance.shared(db) else None
+        )
+        self._keeper = None if self.shares is None else ownership.Keeper(self, self.shares, self._send_lock)
 
     async def run(self) -> str:
         """Serve until stopped; returns the one-line summary. Raises when the loop itself breaks."""
@@ -92,6 +101,8 @@ class Daemon:
             await self._start()
             work = asyncio.create_task(self._work(), name="followupd-work")
             health = asyncio.create_task(self._health(), name="followupd-health")
+            if self._keeper is not None:
+                health = asyncio.create_task(ownership.together(health, self._keeper.run(self._stopping)))
             stopping = asyncio.create_task(self._stopping.wait())
             await asyncio.wait({work, health, stopping}, return_when=asyncio.FIRST_COMPLETED)
             broken = None if self._stopping.is_set() else next(t for t in (work, health) if t.done())
@@ -115,14 +126,21 @@ class Daemon:
         try:
             self._send = steps.send_due_async()
             self._resolve = steps.resolve_unknown_async()
-            await asyncio.to_thread(steps.recover_sending, self.db)  # SENDING -> UNKNOWN, logged there
+            if self.shares is None:  # several workers: per account, when claimed
+                await asyncio.to_thread(steps.recover_sending, self.db)  # SENDING -> UNKNOWN, logged there
         except steps.SenderMissingError as exc:
             log.error("%s", exc)
-        await asyncio.to_thread(steps.register, self.db, self.worker_id, now=self.started_at)
+        lease = self.config.daemon.lease if self.shares is not None else None
+        await asyncio.to_thread(
+            steps.register, self.db, self.worker_id, now=self.started_at, lease=lease, shared=bool(lease)
+        )
         if self._stopping.is_set():  # SIGTERM during start-up
             return
-        for account in self.config.accounts:
-            self._start_watcher(self.config, account)
+        if self._keeper is not None:
+            await self._keeper.round()  # claims this worker's share and starts its watchers
+        else:
+            for account in self.config.accounts:
+                self._start_watcher(self.config, account)
         log.info(
             "followupd %s running: %d account(s), database %s",
             __version__,
@@ -164,6 +182,8 @@ class Daemon:
         if self._reload_task is not None:
             await asyncio.gather(self._reload_task, return_exceptions=True)
         await asyncio.to_thread(self._stop_watchers, list(self._watchers.values()))
+        if self._keeper is not None:
+            await self._keeper.close()
         self.summary.sent = await asyncio.to_thread(steps.sent_since, self.db, self.started_at)
         line = self.summary.line(self._reason, time.monotonic() - self._started)
         try:
@@ -190,6 +210,8 @@ class Daemon:
         await self._step(self._resolve_unknown)
         next_plan = next_send = time.monotonic()
         while not self._stopping.is_set():
+            if self._claimed:
+                await self._step(self._resolve_unknown)
             if self._plan_wanted or time.monotonic() >= next_plan:
                 self._plan_wanted = False
                 await self._step(self._plan)
@@ -226,7 +248,9 @@ class Daemon:
     async def _plan(self) -> None:
         from followupd.engine.plan import plan_once
 
-        result = await asyncio.to_thread(plan_once, self.db, self.config, now=self.clock())
+        result = await asyncio.to_thread(
+            plan_once, self.db, self.config, now=self.clock(), accounts=self._accounts()
+        )
         self.summary.plans += 1
         self.summary.queued += len(result.queued)
         self.summary.superseded += result.superseded
@@ -234,19 +258,24 @@ class Daemon:
             log.info("plan: %d draft(s) queued, %d superseded", len(result.queued), result.superseded)
 
     async def _send_due(self) -> None:
+        async with self._send_lock:  # a surplus account is released only between send passes
+            await self._send_owned(self._accounts())
+
+    async def _send_owned(self, accounts: list[str] | None) -> None:
         if self._send is None:
             return
         if self.config.send.drafts_folder:
             # A draft the user sent from their mail client must be SENT here before the sender looks at it.
             from followupd.engine.drafts_folder import sync_drafts_folder
 
-            synced = await asyncio.to_thread(sync_drafts_folder, self.db, self.config, now=self.clock())
+            owned = self._owned_config()
+            synced = await asyncio.to_thread(sync_drafts_folder, self.db, owned, now=self.clock())
             for account, error in synced.errors.items():
                 log.warning("%s: %s; not sending until the Drafts folder can be checked", account, error)
             if synced.errors:
                 return
         gate = cast(Database, SendGate(self.db, self._stopping))
-        report = await self._send(gate, self.config, now=self.clock())
+        report = await self._send(gate, self.config, now=self.clock(), accounts=accounts)
         sent = await asyncio.to_thread(steps.sent_since, self.db, self.started_at)
         if sent != self.summary.sent:
             log.info("sent %d draft(s) since start", sent)
@@ -257,7 +286,12 @@ class Daemon:
         """Drafts whose send was interrupted: found in Sent -> SENT; otherwise left UNKNOWN for the user."""
         if self._resolve is None:
             return
-        for resolution in await self._resolve(self.db, self.config, now=self.clock()):
+        accounts = self._accounts()
+        if self.shares is not None:  # only the accounts claimed since the last time
+            accounts, self._claimed = sorted(self._claimed), set()
+            if not accounts:
+                return
+        for resolution in await self._resolve(self.db, self.config, now=self.clock(), accounts=accounts):
             log.info("draft %s: %s (%s)", resolution.draft_id, resolution.state, resolution.reason)
 
     # ----------------------------------------------------------------------------------------- health
@@ -307,10 +341,57 @@ class Daemon:
             f" {self.summary.queued} draft(s) queued, {self.summary.sent} sent since start"
         )
 
+    # ------------------------------------------------------------------- owned accounts (PostgreSQL)
+
+    def _accounts(self) -> list[str] | None:
+        """The accounts this worker plans and sends for: None (all) on SQLite, the owned ones otherwise."""
+        return None if self.shares is None else sorted(self.shares.owned)
+
+    def _owned_config(self) -> Config:
+        owned = self._accounts()
+        if owned is None:
+            return self.config
+        return replace(self.config, accounts=tuple(a for a in self.config.accounts if a.name in owned))
+
+    def running(self) -> set[str]:
+        """Accounts whose watcher thread is alive (ownership.Host)."""
+        return {name for name, w in self._watchers.items() if not w.join(0)}
+
+    def start_accounts(self, names: Collection[str]) -> None:
+        """Start (or replace an ended) watcher for each owned account (ownership.Host)."""
+        if self._stopping.is_set():
+            return
+        for account in self.config.accounts:
+            if account.name in names:
+                ended = self._watchers.pop(account.name, None)
+                if ended is not None:
+                    ended.close()
+                self._start_watcher(self.config, account)
+
+    def drop_accounts(self, names: Collection[str]) -> None:
+        """Stop these watchers at once; they are joined in the background (ownership.Host)."""
+        dropped = [self._watchers.pop(n) for n in names if n in self._watchers]
+        for watcher in dropped:
+            watcher.stop()
+        if dropped:
+            asyncio.get_running_loop().run_in_executor(None, self._stop_watchers, dropped)
+
+    async def stop_accounts(self, names: Collection[str]) -> None:
+        """Stop these watchers and wait for them (ownership.Host)."""
+        stopped = [self._watchers.pop(n) for n in names if n in self._watchers]
+        await asyncio.to_thread(self._stop_watchers, stopped)
+
+    def claimed(self, names: Collection[str]) -> None:
+        """Newly claimed: settle their UNKNOWN drafts and plan (ownership.Host)."""
+        self._claimed |= set(names)
+        self._plan_wanted = True
+        self._poke.set()
+
     # ------------------------------------------------------------------------------- watchers' reports
 
     def _start_watcher(self, config: Config, account: AccountConfig) -> None:
-        watcher = AccountWatcher(self.db, config, account, self, clock=self.clock)
+        fence = None if self.shares is None else ownership.make_fence(self.worker_id)
+        watcher = AccountWatcher(self.db, config, account, self, clock=self.clock, fence=fence)
         self._watchers[account.name] = watcher
         watcher.start()
 
@@ -351,51 +432,4 @@ class Daemon:
         if self._reload_task is not None and not self._reload_task.done():
             log.info("SIGHUP: a reload is already running")
             return
-        self._reload_task = self._loop.create_task(self._reload())
-
-    async def _reload(self) -> None:
-        from followupd import config as config_mod
-
-        path = self.config.path
-        self.notifier.reloading()
-        try:
-            if path is None:
-                raise ConfigError("the running config was not read from a file; nothing to reload")
-            new = await asyncio.to_thread(config_mod.load, path)
-        except ConfigError as exc:
-            log.error("SIGHUP: config reload failed; keeping the running config.\n%s", exc)
-            self.notifier.ready(f"config reload failed, running config kept; {self._status_text()}")
-            return
-        for warning in new.warnings:
-            log.warning("config: %s", warning)
-        if new.database.url != self.config.database.url:
-            log.warning(
-                "SIGHUP: [database] url changed; that needs a restart (still using %s)", self.db.safe_url
-            )
-            new = replace(new, database=self.config.database)
-        await self._apply(new)
-        self.summary.reloads += 1
-        log.info("SIGHUP: config reloaded from %s (%d account(s))", path, len(new.accounts))
-        self.notifier.ready(self._status_text())
-
-    async def _apply(self, new: Config) -> None:
-        old = self.config
-        self.config = new
-        wanted = {a.name: a for a in new.accounts}
-        shared_changed = old.scan != new.scan or old.daemon != new.daemon
-        retire = [
-            w
-            for name, w in self._watchers.items()
-            if name not in wanted or shared_changed or w.account != wanted[name]
-        ]
-        for watcher in retire:
-            del self._watchers[watcher.name]
-        await asyncio.to_thread(self._stop_watchers, retire)
-        for name, account in wanted.items():
-            if name in self._watchers:
-                self._watchers[name].config = new
-                self._watchers[name].retry_now()
-            elif not self._stopping.is_set():
-                self._start_watcher(new, account)
-        self._plan_wanted = True
-        self._poke.set()
+        self._reload_task = self._loop.create_task(reload.reload(self))

@@ -10,12 +10,12 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from followupd.config import Config
+from followupd.config import AccountConfig, Config
 from followupd.errors import FollowupdError
 from followupd.store import status_repo
 from followupd.store.db import Database
@@ -60,9 +60,10 @@ def send_due_async() -> AsyncUnit:
     return fn
 
 
-def recover_sending(db: Database) -> list[int]:
-    """Resolve drafts left SENDING by a previous run as UNKNOWN (never resent blindly). Needs the lock."""
-    ids: list[int] = _send_module().recover_sending(db)
+def recover_sending(db: Database, accounts: Collection[str] | None = None) -> list[int]:
+    """Resolve drafts left SENDING by a previous run as UNKNOWN (never resent blindly). Needs the lock, or
+    (several workers) the leases of ``accounts``; None: every account."""
+    ids: list[int] = _send_module().recover_sending(db, accounts=accounts)
     return ids
 
 
@@ -72,16 +73,19 @@ def resolve_unknown_async() -> AsyncUnit:
     return fn
 
 
-def send_due(db: Database, config: Config, *, now: datetime) -> Any:
-    """Send the due approved drafts once (blocking)."""
-    return _send_module().send_due(db, config, now=now)
+def send_due(db: Database, config: Config, *, now: datetime, accounts: Collection[str] | None = None) -> Any:
+    """Send the due approved drafts (of ``accounts``; None: all) once (blocking)."""
+    return _send_module().send_due(db, config, now=now, accounts=accounts)
 
 
-def register(db: Database, wid: str, *, now: datetime) -> None:
-    """Write this run's ``workers`` row; earlier runs that never stopped are marked as crashed."""
+def register(
+    db: Database, wid: str, *, now: datetime, lease: timedelta | None = None, shared: bool = False
+) -> None:
+    """Write this run's ``workers`` row; earlier runs that never stopped are marked as crashed (``shared``:
+    only those whose liveness lease expired; ``lease``: this worker's; see ``register_worker``)."""
     with db.write() as session:
         crashed = status_repo.register_worker(
-            session, wid, pid=os.getpid(), host=socket.gethostname(), now=now
+            session, wid, pid=os.getpid(), host=socket.gethostname(), now=now, lease=lease, shared=shared
         )
     if crashed:
         log.warning("the previous daemon run ended without stopping (crash or kill)")
@@ -119,8 +123,11 @@ class CycleReport:
         return max((e.exit_code for e in self.errors.values()), default=0)
 
 
-def run_cycle(db: Database, config: Config, *, clock: Clock) -> CycleReport:
-    """One full cycle: recover, scan every account, plan, send what is due. The caller holds the lock.
+def run_cycle(
+    db: Database, config: Config, *, clock: Clock, accounts: Collection[str] | None = None
+) -> CycleReport:
+    """One full cycle: recover, scan every account, plan, send what is due. The caller holds the lock, or
+    (several workers on PostgreSQL) the leases of ``accounts``, and then only those are touched.
 
     Failing accounts are reported and the rest still happen; a failing plan or send is reported under the
     names ``plan`` / ``send`` (accounts that could not send under their own names).
@@ -131,27 +138,32 @@ def run_cycle(db: Database, config: Config, *, clock: Clock) -> CycleReport:
     report = CycleReport()
     started = clock()
     try:
-        recover_sending(db)
-        _send_module().resolve_unknown(db, config, now=clock())
+        recover_sending(db, accounts)
+        _send_module().resolve_unknown(db, config, now=clock(), accounts=accounts)
     except SenderMissingError as exc:
         log.error("%s", exc)
         report.errors["send"] = exc
-    scan = scan_once(db, config, now=clock())
+    scanned = config if accounts is None else replace(config, accounts=_only(config, accounts))
+    scan = scan_once(db, scanned, now=clock())
     report.accounts = len(scan.accounts)
     report.messages_new, report.contacts_new = scan.messages_new, scan.contacts_new
     report.errors.update(scan.errors)
     try:
-        planned = plan_once(db, config, now=clock())
+        planned = plan_once(db, config, now=clock(), accounts=accounts)
         report.queued, report.superseded = len(planned.queued), planned.superseded
     except FollowupdError as exc:
         log.error("plan failed: %s", exc)
         report.errors["plan"] = exc
     if "send" not in report.errors:
         try:
-            sent = send_due(db, config, now=clock())
+            sent = send_due(db, config, now=clock(), accounts=accounts)
             report.errors.update(getattr(sent, "errors", {}))
         except FollowupdError as exc:
             log.error("send failed: %s", exc)
             report.errors["send"] = exc
     report.sent = sent_since(db, started)
     return report
+
+
+def _only(config: Config, names: Collection[str]) -> tuple[AccountConfig, ...]:
+    return tuple(a for a in config.accounts if a.name in names)

@@ -26,11 +26,12 @@ from typing import Any, Protocol
 from followupd import secrets
 from followupd.config import AccountConfig, Config
 from followupd.daemon.steps import Clock
-from followupd.engine.batch import BatchWriter, ScanStats, admission_policy, start_account
+from followupd.engine.batch import BatchWriter, Fence, ScanStats, admission_policy, fenced, start_account
 from followupd.errors import (
     AuthenticationError,
     FollowupdError,
     InsecureTransportError,
+    LeaseLostError,
     MailError,
 )
 from followupd.mail.idle import IdleEvent, Idler, Waker, drop_connection, guard
@@ -86,7 +87,16 @@ class _Stopped(Exception):  # noqa: N818 — a signal to unwind, not an error
 class AccountWatcher:
     """The thread that keeps one account scanned. ``mode`` says what it is doing (for status lines)."""
 
-    def __init__(self, db: Database, config: Config, account: AccountConfig, hooks: Hooks, *, clock: Clock):
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        account: AccountConfig,
+        hooks: Hooks,
+        *,
+        clock: Clock,
+        fence: Fence | None = None,
+    ):
         self.name = account.name
         self.account = account
         self.config = config
@@ -101,6 +111,7 @@ class AccountWatcher:
         self._client: Any = None
         self._failures = 0
         self._writer: BatchWriter | None = None
+        self._fence = fence
         self._thread = threading.Thread(target=self._run, name=f"followupd-{self.name}", daemon=True)
 
     # ------------------------------------------------------------------------------ control (any thread)
@@ -142,10 +153,12 @@ class AccountWatcher:
     # ------------------------------------------------------------------------------------ the thread
 
     def _run(self) -> None:
-        with contextlib.suppress(_Stopped):
+        fence = fenced(self._fence) if self._fence is not None else contextlib.nullcontext()
+        with contextlib.suppress(_Stopped), fence:
             while not self._stop.is_set():
                 self._guarded_cycle()
-        self.mode = "stopped"
+        if self.mode != "lease lost":
+            self.mode = "stopped"
         self._busy_since = None
 
     def _guarded_cycle(self) -> None:
@@ -160,6 +173,12 @@ class AccountWatcher:
                 AUTH_PAUSE / 60,
             )
             self._pause(AUTH_PAUSE)
+        except LeaseLostError as exc:
+            # Another worker owns the account now (or will): end the thread; the daemon's next lease round
+            # starts a new one if the lease turns out to be still ours.
+            log.warning("%s", exc.message)
+            self.mode = "lease lost"
+            self._stop.set()
         except FollowupdError as exc:
             self._fail(exc)
             self._backoff()

@@ -4,17 +4,25 @@ covers them.
 Each batch is one write transaction holding the batch's messages, the aggregates they change and the folder
 cursor that covers them, so a crash at any point loses nothing and duplicates nothing. Network I/O happens
 between transactions, never inside one.
+
+With several workers on one PostgreSQL database, a batch's transaction first runs the writer's *fence*
+(``followupd.store.leases.fence``): a worker whose lease on the account was lost cannot commit a batch, and a
+takeover cannot slip in between the fence and the commit. The fence is given to the writer, or set for the
+current thread with :func:`fenced` (``run --once`` and ``send``, whose scans create their own writers).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from followupd.config import AccountConfig, Config
 from followupd.core.classify import AdmissionPolicy
@@ -28,6 +36,20 @@ from followupd.store.models import Folder, Message
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
+Fence = Callable[[Session, int], None]
+"""Called first inside a batch's write transaction with the account id; raises to refuse the batch."""
+
+_FENCE: ContextVar[Fence | None] = ContextVar("followupd_batch_fence", default=None)
+
+
+@contextmanager
+def fenced(fence: Fence) -> Iterator[None]:
+    """Batch writers created inside this block (in this thread) run ``fence`` before every batch."""
+    token = _FENCE.set(fence)
+    try:
+        yield
+    finally:
+        _FENCE.reset(token)
 
 
 @dataclass
@@ -65,11 +87,20 @@ class Cursor:
 class BatchWriter:
     """Parses a batch of raw messages and stores it, with the cursor, in one transaction."""
 
-    def __init__(self, db: Database, account_id: int, own: frozenset[str], policy: AdmissionPolicy) -> None:
+    def __init__(
+        self,
+        db: Database,
+        account_id: int,
+        own: frozenset[str],
+        policy: AdmissionPolicy,
+        *,
+        fence: Fence | None = None,
+    ) -> None:
         self.db = db
         self.account_id = account_id
         self.own = own
         self.policy = policy
+        self.fence = fence if fence is not None else _FENCE.get()
 
     def write(
         self,
@@ -92,6 +123,8 @@ class BatchWriter:
         ]
         ids = [meta.message_id or synthetic_message_id(raw) for _uid, meta, raw, _at in parsed]
         with self.db.write() as session:
+            if self.fence is not None:
+                self.fence(session, self.account_id)
             existing = scan_repo.existing_message_ids(session, self.account_id, ids)
             fresh = [item for item, mid in zip(parsed, ids, strict=True) if mid not in existing]
             scan_repo.rebind(

@@ -174,8 +174,9 @@ def _scan_local(
 
 
 def _record(db: Database, account: AccountConfig, now: datetime, *, error: str | None) -> None:
-    values: dict[str, object] = (
-        {"last_error": error, "last_error_at": now} if error else {"last_scan_at": now}
-    )
+    values: dict[str, object] = {"last_scan_at": now}
+    if error:
+        # A hostile server's words may hold NUL characters; PostgreSQL refuses them in a text column.
+        values = {"last_error": error.replace("\x00", "\\x00"), "last_error_at": now}
     with db.write() as session:
         session.execute(update(Account).where(Account.name == account.name).values(**values))

@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
+from followupd.store import leases
 from followupd.store.models import Account, Draft, DraftState, Folder, Worker
 
 HEARTBEAT_INTERVAL = timedelta(seconds=30)
@@ -60,16 +62,39 @@ class StatusView:
     accounts: tuple[AccountHealth, ...]
     drafts: dict[str, int]
     sent_today: int
+    shared: bool = False
+    """Several workers may share this (PostgreSQL) database; ``workers`` and ``owners`` are filled."""
+    workers: tuple[leases.LiveWorker, ...] = ()
+    owners: tuple[leases.AccountLease, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------------ writing
 
 
-def register_worker(session: Session, worker_id: str, *, pid: int, host: str, now: datetime) -> int:
+def register_worker(
+    session: Session,
+    worker_id: str,
+    *,
+    pid: int,
+    host: str,
+    now: datetime,
+    lease: timedelta | None = None,
+    shared: bool = False,
+) -> int:
     """Record a starting daemon. Rows left running by a crashed daemon are closed (the caller holds the
     single-instance lock, so nobody else can be running); old stopped rows are pruned. Returns how many
-    crashed runs were found."""
-    open_ids = list(session.scalars(select(Worker.id).where(Worker.stopped_at.is_(None))))
+    crashed runs were found.
+
+    ``shared`` (several workers on PostgreSQL): others may be running, so only the rows whose liveness lease
+    expired (database clock) are closed; ``lease`` gives this worker one (None: a one-shot command, which is
+    not counted among the live workers)."""
+    crashed: ColumnElement[bool] = Worker.stopped_at.is_(None)
+    lease_until = None
+    if shared:
+        db_now = leases.database_now(session)
+        crashed = and_(crashed, Worker.lease_until.is_not(None), Worker.lease_until <= db_now)
+        lease_until = db_now + lease if lease is not None else None
+    open_ids = list(session.scalars(select(Worker.id).where(crashed)))
     if open_ids:
         session.execute(
             update(Worker)
@@ -77,7 +102,17 @@ def register_worker(session: Session, worker_id: str, *, pid: int, host: str, no
             .values(stopped_at=Worker.heartbeat_at, status="ended without stopping (crash or kill)")
         )
     session.execute(delete(Worker).where(Worker.stopped_at < now - KEEP_STOPPED))
-    session.add(Worker(id=worker_id, pid=pid, host=host, started_at=now, heartbeat_at=now, status="starting"))
+    session.add(
+        Worker(
+            id=worker_id,
+            pid=pid,
+            host=host,
+            started_at=now,
+            heartbeat_at=now,
+            status="starting",
+            lease_until=lease_until,
+        )
+    )
     return len(open_ids)
 
 
@@ -152,8 +187,11 @@ def account_health(session: Session) -> list[AccountHealth]:
     return [AccountHealth(a.name, a.email, a.last_scan_at, a.last_error, a.last_error_at) for a in rows]
 
 
-def read_status(session: Session, *, now: datetime, day_start: datetime) -> StatusView:
-    """The whole health picture at ``now``; "today" begins at ``day_start`` (the user's midnight)."""
+def read_status(session: Session, *, now: datetime, day_start: datetime, shared: bool = False) -> StatusView:
+    """The whole health picture at ``now``; "today" begins at ``day_start`` (the user's midnight).
+
+    ``shared``: also the live workers and every account's owner and lease (judged by the database clock)."""
+    db_now = leases.database_now(session) if shared else None
     worker = latest_worker(session)
     age = now - worker.heartbeat_at if worker is not None else None
     if worker is None:
@@ -171,4 +209,7 @@ def read_status(session: Session, *, now: datetime, day_start: datetime) -> Stat
         accounts=tuple(account_health(session)),
         drafts=draft_counts(session),
         sent_today=sent_since(session, day_start),
+        shared=shared,
+        workers=tuple(leases.live_workers(session, now=db_now)) if db_now else (),
+        owners=tuple(leases.account_leases(session, now=db_now)) if db_now else (),
     )
