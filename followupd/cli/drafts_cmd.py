@@ -321,6 +321,43 @@ def send_now(app: App, draft_id: int, as_json: bool) -> None:
     apply_each(app, (draft_id,), lambda i: review.send_now(app.db(), i, now=app.now()), as_json=as_json)
 
 
+@drafts.command("mark-sent")
+@_ids_argument
+@json_option
+@pass_app
+def mark_sent(app: App, draft_ids: tuple[int, ...], as_json: bool) -> None:
+    """Settle UNKNOWN drafts that did go out: the connection was lost after the message was handed over, and
+    it is not in the Sent folder, so followupd cannot tell. Check with the recipient (or your mail client)
+    first; it is then SENT and the contact's clock restarts.
+
+    \b
+    Example:
+      followupd drafts list --state unknown
+      followupd drafts mark-sent 17
+    """
+    from followupd.engine import review
+
+    apply_each(app, draft_ids, lambda i: review.mark_sent(app.db(), i, now=app.now()), as_json=as_json)
+
+
+@drafts.command("retry")
+@_ids_argument
+@json_option
+@pass_app
+def retry(app: App, draft_ids: tuple[int, ...], as_json: bool) -> None:
+    """Send UNKNOWN or FAILED drafts again: approved and due now, with a fresh retry budget. The Message-ID is
+    kept, so if an UNKNOWN one did go out the recipient's mail client shows a single message. Fix what made it
+    fail first (`followupd drafts show ID` has the server's reply).
+
+    \b
+    Example:
+      followupd drafts retry 17
+    """
+    from followupd.engine import review
+
+    apply_each(app, draft_ids, lambda i: review.retry(app.db(), i, now=app.now()), as_json=as_json)
+
+
 def parse_until(app: App, text: str) -> datetime:
     """UNTIL in words or as a date, in the [send] timezone, relative to now."""
     from zoneinfo import ZoneInfo

@@ -12,15 +12,17 @@ never acted on: :class:`~followupd.errors.ConflictError` says what happened to i
 Transitions (DESIGN.md section 5): QUEUED/SNOOZED -> APPROVED (approve); QUEUED/APPROVED/SNOOZED -> SKIPPED
 (skip), -> SNOOZED (snooze; a snoozed draft needs review again when it wakes), -> APPROVED with
 ``scheduled_at = now`` (send now; the sender's window, caps and checks still apply); SNOOZED -> QUEUED
-(unsnooze, or :func:`~followupd.store.drafts_repo.wake_snoozed` when its time has come). An edit keeps the
-state. A draft with an unsaved (invalid) edit cannot be approved until the edit is fixed or discarded.
+(unsnooze, or :func:`~followupd.store.drafts_repo.wake_snoozed` when its time has come). After a send whose
+outcome nobody could establish, the user settles it: UNKNOWN -> SENT (mark sent), UNKNOWN/FAILED -> APPROVED
+(retry). An edit keeps the state. A draft with an unsaved (invalid) edit cannot be approved until the edit is
+fixed or discarded.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any, cast
@@ -35,6 +37,7 @@ from followupd.store.db import Database
 from followupd.store.models import Draft, DraftState
 
 QUEUED, APPROVED, SNOOZED = DraftState.QUEUED, DraftState.APPROVED, DraftState.SNOOZED
+UNKNOWN = DraftState.UNKNOWN
 REVIEWABLE = frozenset({QUEUED, APPROVED, SNOOZED})
 MAX_SUBJECT = 250
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -98,6 +101,51 @@ def send_now(db: Database, draft_id: int, *, now: datetime, version: int | None 
     return _change(db, draft_id, REVIEWABLE, APPROVED, now=now, version=version, scheduled_at=now)
 
 
+def mark_sent(db: Database, draft_id: int, *, now: datetime, version: int | None = None) -> Changed:
+    """UNKNOWN -> SENT: the user checked (with the recipient, in another mail client) that it went out.
+
+    The sender never settles an UNKNOWN draft it cannot find in the Sent folder; this is the user doing it.
+    ``sent_at`` becomes ``now`` (the real moment is unknown), and the contact's clock restarts, in the same
+    transaction, as for any sent follow-up.
+    """
+    from followupd.engine.deliver import touch
+
+    note = "marked sent by the user (it was unknown whether it went out)"
+    return _change(
+        db,
+        draft_id,
+        {UNKNOWN},
+        DraftState.SENT,
+        now=now,
+        version=version,
+        idempotent=True,
+        after=lambda session, draft: touch(session, draft.contact_id, now),
+        sent_at=now,
+        note=note,
+    )
+
+
+def retry(db: Database, draft_id: int, *, now: datetime, version: int | None = None) -> Changed:
+    """UNKNOWN or FAILED -> APPROVED, due now, with a fresh retry budget: the user decided to send it again.
+
+    The Message-ID is kept, so a recipient whose mail client already has the first copy (an UNKNOWN draft that
+    did go out) sees one message, not two. The sender's window, caps and last-moment checks apply as always.
+    """
+    return _change(
+        db,
+        draft_id,
+        {UNKNOWN, DraftState.FAILED},
+        APPROVED,
+        now=now,
+        version=version,
+        scheduled_at=now,
+        attempts=0,
+        next_attempt_at=None,
+        last_error=None,
+        note="approved again by the user",
+    )
+
+
 def _change(
     db: Database,
     draft_id: int,
@@ -107,6 +155,7 @@ def _change(
     now: datetime,
     version: int | None,
     idempotent: bool = False,
+    after: Callable[[Session, Draft], None] | None = None,
     **values: Any,
 ) -> Changed:
     with db.write() as session:
@@ -124,6 +173,8 @@ def _change(
             )
         values.setdefault("snoozed_until", None)
         new_version = _cas(session, draft, allowed, state=target.value, updated_at=now, **values)
+        if after is not None:
+            after(session, draft)
         return Changed(draft_id, target.value, new_version)
 
 
