@@ -250,8 +250,13 @@ class SendConfig:
         False, "Use the window in the recipient's time zone, learned from their mail."
     )
     holidays: tuple[str, ...] = option((), "Dates (YYYY-MM-DD) on which nothing is sent.")
-    daily_cap: int = option(40, "At most this many sends a day.", minimum=1, maximum=2000)
-    per_minute: int = option(5, "At most this many sends a minute.", minimum=1, maximum=60)
+    daily_cap: int = option(
+        40,
+        "At most this many sends a day from each account (providers limit each mailbox).",
+        minimum=1,
+        maximum=2000,
+    )
+    per_minute: int = option(5, "At most this many sends a minute from each account.", minimum=1, maximum=60)
     max_attempts: int = option(
         5, "Attempts for temporary failures before a draft is FAILED.", minimum=1, maximum=20
     )
