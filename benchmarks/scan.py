@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/scan.py [--messages 50000] [--batch-size 2000] [--profile] [--keep]
                                  [--mail-cache DIR] [--dovecot-config LINE]...
+                                 [--database sqlite|postgresql] [--database-url URL] [--statements]
 
 It builds a realistic mailbox of N messages (about 600 people, some with RFC 2047 names; 70 % INBOX,
 30 % Sent; threads with In-Reply-To/References; a quarter newsletters and notifications with List-Unsubscribe,
@@ -24,6 +25,10 @@ Targets: (b) >= 10,000 messages/s on 2 cores; (c) <= 20 ms per account; (d) <= 1
 by cumulative and by own time. ``--mail-cache DIR`` keeps the seeded Maildir (with Dovecot's index) under DIR
 and reuses it next time, so repeated runs skip seeding. ``--keep`` leaves the temporary directory in place.
 ``--dovecot-config`` appends a line to dovecot.conf (e.g. ``"mailbox_list_index = no"``).
+
+``--database postgresql`` stores into PostgreSQL instead of a SQLite file: a throw-away cluster on 127.0.0.1
+(``tests.servers.postgres.Postgres``: fsync off) with a fresh database, or the empty database given by
+``--database-url``. ``--statements`` counts the statements the first scan sends (round trips and rows).
 """
 
 from __future__ import annotations
@@ -577,6 +582,41 @@ def _incremental(db: Any, config: Any, session_class: Any, scan_once: Any) -> tu
     return incremental, logins
 
 
+class _StatementCounter:
+    """Counts the statements sent through an engine (executions, parameter sets, time), by SQL text."""
+
+    def __init__(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self.engine = engine
+        self.stats: dict[str, list[float]] = {}
+        self._started: list[float] = []
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    def _before(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:  # noqa: PLR0917
+        self._started.append(time.perf_counter())
+
+    def _after(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:  # noqa: PLR0917
+        took = time.perf_counter() - self._started.pop()
+        entry = self.stats.setdefault(" ".join(statement.split())[:110], [0, 0, 0.0])
+        entry[0] += 1
+        entry[1] += len(params) if many and isinstance(params, list | tuple) else 1
+        entry[2] += took
+
+    def print_top(self) -> None:
+        total = sum(e[0] for e in self.stats.values())
+        print(f"--- statements of the first scan: {total} executions ({len(self.stats)} distinct SQL) ---")
+        for sql, (calls, rows, took) in sorted(self.stats.items(), key=lambda i: -i[1][2])[:15]:
+            print(f"{took:7.2f} s {int(calls):6d} calls {int(rows):8d} param sets  {sql}")
+
+    def close(self) -> None:
+        from sqlalchemy import event
+
+        event.remove(self.engine, "before_cursor_execute", self._before)
+        event.remove(self.engine, "after_cursor_execute", self._after)
+
+
 def child(spec: dict[str, Any]) -> None:
     """Run (b) and (c) in this fresh process and print one JSON line of figures (and the profile)."""
     import cProfile
@@ -599,8 +639,9 @@ def child(spec: dict[str, Any]) -> None:
     )
     config = config_mod.parse(text, env={"PW": PASSWORD})
     os.environ["PW"] = PASSWORD
-    db = Database(f"sqlite:///{spec['db']}")
+    db = Database(spec["url"])
     db.upgrade()
+    counter = _StatementCounter(db.engine) if spec.get("statements") else None
     rss_before = _vm("VmRSS")
 
     profiler = cProfile.Profile() if spec["profile"] else None
@@ -615,6 +656,9 @@ def child(spec: dict[str, Any]) -> None:
     if report.errors:
         raise SystemExit(f"scan failed: {report.errors}")
     hwm_first = _vm("VmHWM")
+    if counter is not None:
+        counter.print_top()
+        counter.close()
 
     incremental, logins = _incremental(db, config, ImapSession, scan_once)
 
@@ -655,6 +699,7 @@ def run(args: argparse.Namespace) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="followupd-scanbench-"))
     work.chmod(0o755)
+    cluster: Any = None
     dovecot = Dovecot(directory=work, extra_config="\n".join(args.dovecot_config))
     dovecot.add_user(USER, PASSWORD)
     home = dovecot.home(USER)
@@ -671,19 +716,24 @@ def run(args: argparse.Namespace) -> None:
         raw_s, raw_bytes = min(raw_fetch(dovecot.port, counts) for _ in range(2))
         raw_batched_s, _bytes = min(raw_fetch(dovecot.port, counts, args.batch_size) for _ in range(2))
         floor_ms = raw_incremental_ms(dovecot.port, ["Sent", "INBOX"])
+        url, cluster = _database(args, work)
+        print(f"database: {url.split('@')[-1] if '@' in url else url}")
         spec = {
             "port": dovecot.port,
-            "db": str(work / "followupd.db"),
+            "url": url,
+            "statements": args.statements,
             "batch_size": args.batch_size,
             "profile": args.profile,
             "meetings": args.meetings,
         }
         done = subprocess.run(
             [sys.executable, __file__, "--child", json.dumps(spec)],
-            check=True,
+            check=False,
             capture_output=True,
             text=True,
         )
+        if done.returncode != 0:
+            raise SystemExit(f"the scanner process failed:\n{done.stdout[-3000:]}{done.stderr[-5000:]}")
         children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         result: dict[str, Any] = {}
         for line in done.stdout.splitlines():
@@ -697,6 +747,8 @@ def run(args: argparse.Namespace) -> None:
         report(args, server, result, children_kb)
     finally:
         dovecot.stop()
+        if cluster is not None:
+            cluster.close()
         if cached is not None and (home / "bench-counts.json").exists() and not cached.exists():
             cached.parent.mkdir(parents=True, exist_ok=True)
             home.rename(cached)
@@ -705,6 +757,19 @@ def run(args: argparse.Namespace) -> None:
         else:
             dovecot.close()
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _database(args: argparse.Namespace, work: Path) -> tuple[str, Any]:
+    """The database URL to store into, and the throw-away PostgreSQL cluster to close afterwards (or None)."""
+    if args.database_url:
+        return args.database_url, None
+    if args.database == "postgresql":
+        from tests.servers.postgres import Postgres
+
+        cluster = Postgres()
+        cluster.start()
+        return cluster.create_database("scanbench"), cluster
+    return f"sqlite:///{work / 'followupd.db'}", None
 
 
 def _mailbox(dovecot: Any, home: Path, cached: Path | None, messages: int) -> dict[str, int]:
@@ -792,6 +857,16 @@ def main() -> None:
     parser.add_argument("--mail-cache", metavar="DIR", help="keep the seeded Maildir under DIR and reuse it")
     parser.add_argument(
         "--dovecot-config", metavar="LINE", action="append", default=[], help="extra dovecot.conf line"
+    )
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="store into a SQLite file (default) or a throw-away PostgreSQL cluster",
+    )
+    parser.add_argument("--database-url", metavar="URL", help="an empty database to store into instead")
+    parser.add_argument(
+        "--statements", action="store_true", help="count the first scan's statements (slows it a little)"
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -90,6 +90,12 @@ def _create(url: URL) -> Engine:
         event.listen(engine, "connect", _on_sqlite_connect)
         event.listen(engine, "begin", _on_sqlite_begin)
         return engine
+    if url.get_backend_name() == "postgresql":
+        # No JIT: followupd's statements are short; on a growing table the planner's cost estimates crossed
+        # jit_above_cost and compiling took longer than running (tens of ms a statement during a first scan).
+        # (A URL that sets libpq options itself keeps them.)
+        settings = {} if "options" in url.query else {"options": "-c jit=off"}
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=settings)
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 

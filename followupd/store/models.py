@@ -113,6 +113,7 @@ class Message(Base):
         Index("ix_messages_thread", "account_id", "thread_key", "date_at"),
         Index("ix_messages_sender", "account_id", "sender", "date_at"),
         Index("ix_messages_location", "folder_id", "uid"),
+        Index("ix_messages_direction", "account_id", "direction", "date_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -162,7 +163,11 @@ class AddressRow(Base):
     """Every address seen, with what followupd learned of it and whether it was admitted as a contact."""
 
     __tablename__ = "addresses"
-    __table_args__ = (UniqueConstraint("account_id", "email"), Index("ix_addresses_contact", "contact_id"))
+    __table_args__ = (
+        UniqueConstraint("account_id", "email"),
+        Index("ix_addresses_contact", "contact_id"),
+        Index("ix_addresses_email", "email"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
@@ -185,7 +190,10 @@ class Thread(Base):
     """A conversation: its last message and who wrote it."""
 
     __tablename__ = "threads"
-    __table_args__ = (UniqueConstraint("account_id", "thread_key"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "thread_key"),
+        Index("ix_threads_last_sender", "account_id", "last_sender"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
