@@ -90,9 +90,9 @@ def test_missing_config_tells_how_to_make_one(
     assert "followupd init" in capsys.readouterr().err
 
 
-def test_db_upgrade_reports_the_schema(tmp_path: Path) -> None:
+def test_db_upgrade_reports_the_schema(tmp_path: Path, empty_database_url: str) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/x.db"\n')
+    cfg.write_text(f'[database]\nurl = "{empty_database_url}"\n')
     cfg.chmod(0o600)
     result = CliRunner().invoke(cli, ["--config", str(cfg), "db", "upgrade"])
     assert result.exit_code == 0, result.output

@@ -16,9 +16,9 @@ NOW = "2024-04-01T09:00:00+00:00"
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> Callable[..., Result]:
+def run(tmp_path: Path, database_url: str) -> Callable[..., Result]:
     build_world(Mailbox(tmp_path / "Maildir"))
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, database_url)
     runner = CliRunner()
 
     def invoke(*args: str) -> Result:

@@ -30,10 +30,10 @@ LATER = "2024-04-04T09:00:00+00:00"
 PEOPLE = {ADA, CAROL, ZOE, JOSE, EVE}
 
 
-def write_config(directory: Path, port: int, user: str, *, name: str = "config.toml") -> Path:
+def write_config(directory: Path, url: str, port: int, user: str, *, name: str = "config.toml") -> Path:
     path = directory / name
     account = mailgen.account_toml("main", user, port=port, aliases=[ALIAS])
-    path.write_text(mailgen.config_toml(f"sqlite:///{directory / 'followupd.sqlite'}", account))
+    path.write_text(mailgen.config_toml(url, account))
     path.chmod(0o600)
     return path
 
@@ -47,8 +47,8 @@ def world(mailbox: Mailbox) -> World:
 
 
 @pytest.fixture
-def config_path(tmp_path: Path, mailbox: Mailbox) -> Path:
-    return write_config(tmp_path, mailbox.dovecot.port, mailbox.user)
+def config_path(tmp_path: Path, database_url: str, mailbox: Mailbox) -> Path:
+    return write_config(tmp_path, database_url, mailbox.dovecot.port, mailbox.user)
 
 
 class Cli:
@@ -176,12 +176,12 @@ def test_ignored_contact_stays_ignored_after_new_mail_and_a_rescan(
 
 @pytest.mark.dovecot
 def test_scan_json_and_exit_code_when_the_login_is_refused(
-    tmp_path: Path, dovecot_factory: Any, world: World, mailbox: Mailbox
+    tmp_path: Path, database_url: str, dovecot_factory: Any, world: World, mailbox: Mailbox
 ) -> None:
     # A private server: a refused login makes Dovecot slow down the next logins from 127.0.0.1.
     other = dovecot_factory()
     other.add_user(mailbox.user, "not-what-we-send")
-    run = Cli(write_config(tmp_path, other.port, mailbox.user), "a-wrong-password")
+    run = Cli(write_config(tmp_path, database_url, other.port, mailbox.user), "a-wrong-password")
 
     result = run("scan", "--json", ok=False)
 
@@ -235,7 +235,8 @@ def test_config_check_lists_every_mistake_with_its_key_path(tmp_path: Path) -> N
 
 
 def test_followupd_config_env_var_names_the_file(tmp_path: Path) -> None:
-    path = write_config(tmp_path, 143, "me@example.org", name="from-env.toml")  # checked, never contacted
+    url = f"sqlite:///{tmp_path / 'followupd.sqlite'}"  # the config is checked; no database is opened
+    path = write_config(tmp_path, url, 143, "me@example.org", name="from-env.toml")  # never contacted
     runner = CliRunner()
 
     result = runner.invoke(cli, ["config", "check"], env={"FOLLOWUPD_CONFIG": str(path)})

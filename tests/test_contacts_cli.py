@@ -14,19 +14,24 @@ from followupd.cli import table
 from followupd.engine.plan import plan_once
 from followupd.store import contacts_repo
 from followupd.store.models import Contact
+from tests.servers.plugin import DatabaseTemplates, DatabaseUrlFactory
 from tests.test_drafts_cli import World, make_runner
 from tests.test_plan_engine import ADA, BOB, CAROL, DAN, EVE, NOW
-from tests.test_review_engine import build_template, copy_world, draft, draft_ids
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_template(tmp_path_factory.mktemp("world"))
+from tests.test_review_engine import WorldTemplate, copy_world, draft, draft_ids, world_template
 
 
 @pytest.fixture
-def world(template: Path, tmp_path: Path) -> Iterator[World]:
-    config_path, db, config = copy_world(template, tmp_path)
+def template(
+    db_backend: str, database_templates: DatabaseTemplates, tmp_path_factory: pytest.TempPathFactory
+) -> WorldTemplate:
+    return world_template(db_backend, database_templates, tmp_path_factory)
+
+
+@pytest.fixture
+def world(
+    template: WorldTemplate, tmp_path: Path, database_url_factory: DatabaseUrlFactory
+) -> Iterator[World]:
+    config_path, db, config = copy_world(template, tmp_path, database_url_factory)
     yield World(config_path, db, config, make_runner(config_path), draft_ids(db))
     db.dispose()
 

@@ -14,9 +14,10 @@ from followupd import contacts_io
 from followupd.errors import UsageError
 from followupd.store.contacts_repo import ContactRecord, ContactView
 from followupd.store.models import AddressRow, Contact
+from tests.servers.plugin import DatabaseTemplates, DatabaseUrlFactory
 from tests.test_drafts_cli import World, make_runner
 from tests.test_plan_engine import ADA, BOB, ME
-from tests.test_review_engine import build_template, copy_world, draft_ids
+from tests.test_review_engine import WorldTemplate, copy_world, draft_ids, world_template
 
 TIERS = ("close", "regular", "distant")
 
@@ -149,14 +150,18 @@ def test_vcard_folding_never_splits_a_character() -> None:
 # --- the commands -------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_template(tmp_path_factory.mktemp("world"))
+@pytest.fixture
+def template(
+    db_backend: str, database_templates: DatabaseTemplates, tmp_path_factory: pytest.TempPathFactory
+) -> WorldTemplate:
+    return world_template(db_backend, database_templates, tmp_path_factory)
 
 
 @pytest.fixture
-def world(template: Path, tmp_path: Path) -> Iterator[World]:
-    config_path, db, config = copy_world(template, tmp_path)
+def world(
+    template: WorldTemplate, tmp_path: Path, database_url_factory: DatabaseUrlFactory
+) -> Iterator[World]:
+    config_path, db, config = copy_world(template, tmp_path, database_url_factory)
     yield World(config_path, db, config, make_runner(config_path), draft_ids(db))
     db.dispose()
 

@@ -119,15 +119,16 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    db = Database(f"sqlite:///{tmp_path / 'followupd.db'}")
+def database(database_url: str) -> Iterator[Database]:
+    """The daemon's database (each backend), for the test to look into."""
+    db = Database(database_url)
     yield db
     db.dispose()
 
 
-def write_config(directory: Path, *accounts: str, extra: str = "") -> Path:
+def write_config(directory: Path, database: Database, *accounts: str, extra: str = "") -> Path:
     path = directory / "config.toml"
-    url = f"sqlite:///{directory / 'followupd.db'}"
+    url = database.url.render_as_string(hide_password=False)
     path.write_text(mailgen.config_toml(url, *accounts) + DAEMON_SETTINGS + ADMIT_SENDERS + extra)
     path.chmod(0o600)
     return path
@@ -165,7 +166,7 @@ def test_new_mail_is_noticed_via_idle(
     tmp_path: Path, mailbox: Mailbox, spawn: Spawn, database: Database
 ) -> None:
     dovecot, user, password = mailbox
-    config = write_config(tmp_path, mailgen.account_toml("main", user, port=dovecot.port))
+    config = write_config(tmp_path, database, mailgen.account_toml("main", user, port=dovecot.port))
     daemon = spawn(config, env={"PW": password})
     daemon.wait_for_output(r"main: watching INBOX with IDLE")
     for n in range(3):
@@ -186,7 +187,7 @@ def test_imap_restart_reconnects_and_catches_up(
     user = "restart@example.org"
     dovecot.add_user(user, "secret-pw")
     dovecot.write_maildir(user, "INBOX", [inbound("before@example.net", user, "before")])
-    config = write_config(tmp_path, mailgen.account_toml("main", user, port=dovecot.port))
+    config = write_config(tmp_path, database, mailgen.account_toml("main", user, port=dovecot.port))
     daemon = spawn(config, env={"PW": "secret-pw"})
     daemon.wait_for_output(r"main: watching INBOX with IDLE")
     assert "before@example.net" in contact_emails(database)
@@ -215,7 +216,7 @@ def test_a_refused_login_never_stops_another_account(
     dovecot.add_user(user, password)
     good = mailgen.account_toml("good", user, port=dovecot.port)
     bad = mailgen.account_toml("bad", "nobody@example.org", port=dovecot.port, password_env="BAD_PW")
-    config = write_config(tmp_path, bad, good)
+    config = write_config(tmp_path, database, bad, good)
     daemon = spawn(config, env={"PW": password, "BAD_PW": "wrong"})
     daemon.wait_for_output(r"good: watching INBOX with IDLE")
     daemon.wait_for_output(r"bad: not retrying for 60 minutes")
@@ -251,7 +252,7 @@ def test_other_folders_and_servers_without_idle_are_polled(
         mailgen.account_toml("idle", user, port=dovecot.port),
         mailgen.account_toml("plain", plain, port=no_idle.port, password_env="PW2"),
     )
-    config = write_config(tmp_path, *accounts)
+    config = write_config(tmp_path, database, *accounts)
     config.write_text(config.read_text().replace('poll_interval = "1h"', 'poll_interval = "1s"'))
     daemon = spawn(config, env={"PW": password, "PW2": "plain-pw"})
     daemon.wait_for_output(r"idle: watching INBOX with IDLE")
@@ -277,7 +278,7 @@ def test_sighup_keeps_the_running_config_when_the_new_one_is_broken_and_applies_
     second = f"second-{user}"
     dovecot.add_user(second, "second-pw")
     first = mailgen.account_toml("first", user, port=dovecot.port)
-    config = write_config(tmp_path, first)
+    config = write_config(tmp_path, database, first)
     daemon = spawn(config, env={"PW": password, "PW2": "second-pw"})
     daemon.wait_for_output(r"first: watching INBOX with IDLE")
 
@@ -305,13 +306,14 @@ def test_sighup_keeps_the_running_config_when_the_new_one_is_broken_and_applies_
 # ----------------------------------------------------------------------------------- SIGTERM and sends
 
 
-def _send_setup(tmp_path: Path, smtp: SmtpServer, drafts: int = 1) -> tuple[Path, list[int], Database]:
+def _send_setup(
+    tmp_path: Path, url: str, smtp: SmtpServer, drafts: int = 1
+) -> tuple[Path, list[int], Database]:
     from tests.test_send import NOW, Smtp, World, config_text
 
     maildir = tmp_path / "Maildir"
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(parents=True)
-    url = f"sqlite:///{tmp_path / 'followupd.db'}"
     config = tmp_path / "config.toml"
     config.write_text(
         config_text(url, smtp=Smtp(smtp.port, timeout="30s"), maildir=maildir) + DAEMON_SETTINGS
@@ -333,11 +335,13 @@ def _draft_state(db: Database, draft_id: int) -> str:
 
 
 @pytest.mark.timeout(40)
-def test_sigterm_during_a_send_lets_it_finish(tmp_path: Path, smtp_server: SmtpServer, spawn: Spawn) -> None:
+def test_sigterm_during_a_send_lets_it_finish(
+    tmp_path: Path, database_url: str, smtp_server: SmtpServer, spawn: Spawn
+) -> None:
     from tests.test_send import NOW
 
     smtp_server.set_mode("stall", seconds=1.5)  # the server answers DATA 1.5 s after receiving it
-    config, (first, second), db = _send_setup(tmp_path, smtp_server, drafts=2)
+    config, (first, second), db = _send_setup(tmp_path, database_url, smtp_server, drafts=2)
     try:
         daemon = spawn(config, env={"SMTP_PW": "unused"}, pre=("--now", NOW.isoformat()))
         smtp_server.wait_for_messages(1, timeout=15)  # the message data is in: the send is in flight
@@ -352,12 +356,12 @@ def test_sigterm_during_a_send_lets_it_finish(tmp_path: Path, smtp_server: SmtpS
 
 @pytest.mark.timeout(40)
 def test_a_send_past_the_grace_period_is_abandoned_and_never_resent(
-    tmp_path: Path, smtp_server: SmtpServer, spawn: Spawn
+    tmp_path: Path, database_url: str, smtp_server: SmtpServer, spawn: Spawn
 ) -> None:
     from tests.test_send import NOW
 
     smtp_server.set_mode("stall", seconds=60)
-    config, (draft_id,), db = _send_setup(tmp_path, smtp_server)
+    config, (draft_id,), db = _send_setup(tmp_path, database_url, smtp_server)
     try:
         pre = ("--now", NOW.isoformat())
         daemon = spawn(config, "--send-grace", "0.5", env={"SMTP_PW": "unused"}, pre=pre)
@@ -389,14 +393,15 @@ def test_run_once_does_one_cycle_and_reports_failed_accounts(
     dovecot.add_user(user, password)
     dovecot.write_maildir(user, "INBOX", [inbound("once@example.net", user, "once")])
     good = mailgen.account_toml("main", user, port=dovecot.port)
-    config = write_config(tmp_path, good)
+    config = write_config(tmp_path, database, good)
     daemon = spawn(config, "--once", env={"PW": password})
     assert daemon.proc.wait(30) == 0, daemon.output
     assert "followupd: one cycle done: 1 account(s) scanned, 1 new message(s)" in daemon.output
     assert "once@example.net" in contact_emails(database)
 
     refused = mailgen.account_toml("refused", "nobody@example.org", port=dovecot.port, password_env="WRONG")
-    daemon = spawn(write_config(tmp_path, good, refused), "--once", env={"PW": password, "WRONG": "nope"})
+    config = write_config(tmp_path, database, good, refused)
+    daemon = spawn(config, "--once", env={"PW": password, "WRONG": "nope"})
     assert daemon.proc.wait(30) == 5, daemon.output  # AuthenticationError's exit code
     assert "refused: FAILED: IMAP 127.0.0.1" in daemon.output
     assert "followupd: one cycle done: 1 account(s) scanned" in daemon.output
@@ -507,7 +512,7 @@ def test_an_invite_noticed_via_idle_becomes_a_meeting(
 
     dovecot, user, password = mailbox
     account = mailgen.account_toml("main", user, port=dovecot.port, aliases=[mm.SAM])
-    config = write_config(tmp_path, account, extra="\n[scan]\nmeetings = true\n")
+    config = write_config(tmp_path, database, account, extra="\n[scan]\nmeetings = true\n")
     daemon = spawn(config, env={"PW": password})
     daemon.wait_for_output(r"main: watching INBOX with IDLE")
     dovecot.append(user, "INBOX", mm.eml("gmail_invite.eml"))

@@ -30,6 +30,7 @@ class Setup:
     """A config in ``directory`` (0600) with its own database and password files."""
 
     directory: Path
+    database_url: str
 
     def secret(self, name: str, value: str) -> Path:
         path = self.directory / name
@@ -42,7 +43,7 @@ class Setup:
         mbox.write_bytes(b"")
         source = imap or f'[accounts.mbox]\npath = "{mbox}"\n'
         text = (
-            f'[database]\nurl = "sqlite:///{self.directory / "fu.db"}"\n\n[send]\n{send}\n\n'
+            f'[database]\nurl = "{self.database_url}"\n\n[send]\n{send}\n\n'
             f'[[accounts]]\nname = "main"\nemail = "robin@example.org"\n\n{source}\n{smtp}'
         )
         path = self.directory / "config.toml"
@@ -67,8 +68,8 @@ class Setup:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Setup:
-    return Setup(tmp_path)
+def setup(tmp_path: Path, database_url: str) -> Setup:
+    return Setup(tmp_path, database_url)
 
 
 @pytest.fixture

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import email
 import json
-from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,14 +28,6 @@ from tests.servers.smtp import SmtpServer
 from tests.test_send import NOW, Smtp, World, make_config
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'followupd.sqlite'}")
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from tests.test_daemon import Spawn, spawn  # noqa: F401 (the fixture)
 pytestmark = pytest.mark.timeout(30)
 
 
+# SQLite only (the flock on a lock file next to the database); PostgreSQL's advisory lock is tested below.
 @pytest.fixture
 def sqlite_db(tmp_path: Path) -> Iterator[Database]:
     db = Database(f"sqlite:///{tmp_path / 'data' / 'followupd.db'}")
@@ -84,6 +85,7 @@ def test_postgres_advisory_lock(postgres_url: str) -> None:
 
 
 def test_a_second_daemon_is_refused(tmp_path: Path, spawn: Spawn) -> None:  # noqa: F811
+    # SQLite only: one daemon per SQLite database (flock); on PostgreSQL several workers share the database.
     maildir = tmp_path / "Maildir"
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(parents=True)

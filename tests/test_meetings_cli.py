@@ -21,7 +21,7 @@ NOW_TEXT = mm.NOW.isoformat()
 
 
 @pytest.fixture
-def config_path(tmp_path: Path) -> Path:
+def config_path(tmp_path: Path, database_url: str) -> Path:
     root = make_maildir(tmp_path / "Mail")
     sent = make_maildir(root / ".Sent")
     ask, yes = mm.coffee_thread(ME)
@@ -30,7 +30,7 @@ def config_path(tmp_path: Path) -> Path:
     deliver(sent, yes.render())
     path = tmp_path / "config.toml"
     path.write_text(
-        f'[database]\nurl = "sqlite:///{tmp_path / "db.sqlite"}"\n\n'
+        f'[database]\nurl = "{database_url}"\n\n'
         f'[[accounts]]\nname = "main"\nemail = "{ME}"\naliases = ["{mm.SAM}"]\n'
         f'[accounts.maildir]\npath = "{root}"\n'
     )

@@ -4,7 +4,6 @@ whole only for the messages whose headers say they may hold one."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -57,21 +56,13 @@ def mbox_entry(raw: bytes, at: datetime = NOW) -> bytes:
     )
 
 
-def make_config(tmp_path: Path, kind: str, path: Path) -> Config:
+def make_config(db: Database, kind: str, path: Path) -> Config:
     text = (
-        f'[database]\nurl = "sqlite:///{tmp_path / "db.sqlite"}"\n\n'
+        f'[database]\nurl = "{db.url.render_as_string(hide_password=False)}"\n\n'
         f'[[accounts]]\nname = "main"\nemail = "{ME}"\naliases = ["{mm.SAM}"]\n'
         f'[accounts.{kind}]\npath = "{path}"\n'
     )
     return config_mod.parse(text, env={})
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def scan(db: Database, config: Config, now: datetime = NOW) -> None:
@@ -120,7 +111,7 @@ def test_maildir_invites_and_a_text_thread(
         return real(self, folder, uid)
 
     monkeypatch.setattr(BodyReader, "read", counted)
-    scan(db, make_config(tmp_path, "maildir", root))
+    scan(db, make_config(db, "maildir", root))
 
     found = meetings(db)
     assert set(found) - INVITE_UIDS == {next(u for u in found if u.startswith("text-"))}
@@ -138,7 +129,7 @@ def test_maildir_invites_and_a_text_thread(
         root,
         mm.outlook_file("outlook_cancel_custom_tz.ics", "c-1@example.de", sender=jonas, to=mm.SAM, day=8),
     )
-    scan(db, make_config(tmp_path, "maildir", root), now=NOW)
+    scan(db, make_config(db, "maildir", root), now=NOW)
     assert meetings(db)[mm.OUTLOOK_UID].status == "cancelled"
     assert mailgen.contacts(db)["jonas.beispiel@example.de"].last_meeting_at is None
 
@@ -148,7 +139,7 @@ def test_mbox_invites_and_a_text_thread(tmp_path: Path, db: Database) -> None:
     raws = [*mm.vendor_invites().values(), ask.render(), yes.render(), *(m.render() for m in noise())]
     path = tmp_path / "All mail Including Spam and Trash.mbox"
     path.write_bytes(b"".join(mbox_entry(raw) for raw in raws))
-    scan(db, make_config(tmp_path, "mbox", path))
+    scan(db, make_config(db, "mbox", path))
     found = meetings(db)
     assert set(found) >= INVITE_UIDS and len(found) == 6
     assert found[mm.TEAMS_UID].start_at == utc(3, 5, 17)
@@ -194,24 +185,18 @@ def test_content_type_gate() -> None:
     assert reply(person("a@example.org", ME, "s", NOW, "x"), ME, NOW, "y").sender == ME
 
 
-@pytest.mark.postgres
-def test_the_same_meetings_in_postgresql(tmp_path: Path, postgres_url: str) -> None:
+def test_a_later_scan_moves_the_weekly_meeting_on(tmp_path: Path, db: Database) -> None:
     root = make_maildir(tmp_path / "Mail")
     sent = make_maildir(root / ".Sent")
     ask, yes = mm.coffee_thread(ME)
     for raw in [*mm.vendor_invites().values(), ask.render()]:
         deliver(root, raw)
     deliver(sent, yes.render())
-    database = Database(postgres_url)
-    try:
-        database.upgrade()
-        config = make_config(tmp_path, "maildir", root)
-        scan(database, config)
-        scan(database, config, now=utc(3, 25, 12))  # time passes: the weekly meeting moves on
-        with database.read() as session:
-            found = {m.uid: m for m in list_meetings(session, now=NOW)}
-        assert set(found) >= INVITE_UIDS and len(found) == 6
-        assert found[mm.APPLE_UID].last_end_at == utc(3, 24, 9, 30)
-        assert mailgen.contacts(database)[mm.ADA].last_meeting_at == utc(3, 12, 15)
-    finally:
-        database.dispose()
+    config = make_config(db, "maildir", root)
+    scan(db, config)
+    scan(db, config, now=utc(3, 25, 12))  # time passes: the weekly meeting moves on
+    with db.read() as session:
+        found = {m.uid: m for m in list_meetings(session, now=NOW)}
+    assert set(found) >= INVITE_UIDS and len(found) == 6
+    assert found[mm.APPLE_UID].last_end_at == utc(3, 24, 9, 30)
+    assert mailgen.contacts(db)[mm.ADA].last_meeting_at == utc(3, 12, 15)

@@ -8,9 +8,7 @@ meetings table (through the CLI's views) and the contacts.
 from __future__ import annotations
 
 import imaplib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,14 +41,6 @@ def utc(month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
 
 
 # ------------------------------------------------------------------------------------------------ harness
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'followupd.sqlite'}")
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

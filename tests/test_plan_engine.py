@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -86,10 +87,10 @@ def build_world(mail: Mailbox) -> None:
     mail.outbound(EVE, "Re: Old times", d(2023, 10, 2, 10, tzinfo=UTC), "e2@example.org", "e1@example.net")
 
 
-def write_config(tmp_path: Path, *, review: bool = True) -> Path:
+def write_config(tmp_path: Path, url: str, *, review: bool = True) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(
-        f'[database]\nurl = "sqlite:///{tmp_path / "db.sqlite"}"\n\n'
+        f'[database]\nurl = "{url}"\n\n'
         f'[[accounts]]\nname = "main"\nemail = "{ME}"\ndisplay_name = "Me Person"\n'
         f'[accounts.maildir]\npath = "{tmp_path / "Maildir"}"\n\n'
         f"[send]\nreview = {'true' if review else 'false'}\n"
@@ -105,8 +106,9 @@ def mail(tmp_path: Path) -> Mailbox:
     return mailbox
 
 
-def open_world(tmp_path: Path, *, review: bool = True) -> tuple[Database, Config]:
-    config = config_mod.load(write_config(tmp_path, review=review))
+def open_world(tmp_path: Path, url: str, *, review: bool = True) -> tuple[Database, Config]:
+    """Scan the Maildir under ``tmp_path`` into the database at ``url``; the caller disposes of it."""
+    config = config_mod.load(write_config(tmp_path, url, review=review))
     db = Database(config.database.url)
     db.upgrade()
     report = scan_once(db, config, now=NOW)
@@ -115,8 +117,23 @@ def open_world(tmp_path: Path, *, review: bool = True) -> tuple[Database, Config
 
 
 @pytest.fixture
-def world(tmp_path: Path, mail: Mailbox) -> tuple[Database, Config]:
-    return open_world(tmp_path)
+def opened(tmp_path: Path, database_url: str) -> Iterator[Callable[..., tuple[Database, Config]]]:
+    """``open_world`` on this test's database (each backend); disposed of afterwards."""
+    dbs: list[Database] = []
+
+    def open_(*, review: bool = True) -> tuple[Database, Config]:
+        db, config = open_world(tmp_path, database_url, review=review)
+        dbs.append(db)
+        return db, config
+
+    yield open_
+    for db in dbs:
+        db.dispose()
+
+
+@pytest.fixture
+def world(opened: Callable[..., tuple[Database, Config]], mail: Mailbox) -> tuple[Database, Config]:
+    return opened()
 
 
 def by_contact(db: Database) -> dict[str, list[drafts_repo.DraftView]]:
@@ -204,8 +221,10 @@ def test_replanning_is_idempotent(world: tuple[Database, Config]) -> None:
     assert draft_count(db) == count
 
 
-def test_newer_inbound_supersedes_the_draft(tmp_path: Path, mail: Mailbox) -> None:
-    db, config = open_world(tmp_path)
+def test_newer_inbound_supersedes_the_draft(
+    opened: Callable[..., tuple[Database, Config]], mail: Mailbox
+) -> None:
+    db, config = opened()
     plan_once(db, config, now=NOW)
     (ada,) = by_contact(db)[ADA]
     mail.inbound(ADA, "Re: Lunch at the conference", datetime(2024, 4, 2, 8, tzinfo=UTC), "a3@example.com",
@@ -251,8 +270,10 @@ def test_dry_run_writes_nothing(world: tuple[Database, Config]) -> None:
     ]
 
 
-def test_review_false_approves_after_the_hold(tmp_path: Path, mail: Mailbox) -> None:
-    db, config = open_world(tmp_path, review=False)
+def test_review_false_approves_after_the_hold(
+    opened: Callable[..., tuple[Database, Config]], mail: Mailbox
+) -> None:
+    db, config = opened(review=False)
     result = plan_once(db, config, now=NOW)
     assert result.queued
     for views in by_contact(db).values():
@@ -261,12 +282,10 @@ def test_review_false_approves_after_the_hold(tmp_path: Path, mail: Mailbox) -> 
             assert view.scheduled_at >= NOW + config.send.hold
 
 
-def test_daily_cap(tmp_path: Path, mail: Mailbox) -> None:
-    path = write_config(tmp_path)
+def test_daily_cap(db: Database, database_url: str, tmp_path: Path, mail: Mailbox) -> None:
+    path = write_config(tmp_path, database_url)
     path.write_text(path.read_text() + "\n[cadence]\nmax_new_per_day = 2\n")
     config = config_mod.load(path)
-    db = Database(config.database.url)
-    db.upgrade()
     scan_once(db, config, now=NOW)
     first = plan_once(db, config, now=NOW)
     assert len(first.queued) == 2

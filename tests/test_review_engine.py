@@ -2,16 +2,15 @@
 compare-and-set against drafts that changed meanwhile, edits (valid, invalid, kept), waking snoozed drafts,
 and reading times in words.
 
-Also the shared world for the CLI tests: :func:`build_template` scans and plans the small Maildir of
-tests/test_plan_engine.py once per module; :func:`copy_world` gives each test its own copy of the database.
+Also the shared world for the CLI tests: :func:`world_template` scans and plans the small Maildir of
+tests/test_plan_engine.py once per session and backend; :func:`copy_world` gives each test its own copy.
 """
 
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -29,30 +28,45 @@ from followupd.errors import ConflictError, NotFoundError, UsageError
 from followupd.store import drafts_repo
 from followupd.store.db import Database
 from followupd.store.models import Draft
+from tests.servers.plugin import DatabaseTemplates, DatabaseUrlFactory
 from tests.test_plan_engine import ADA, BOB, CAROL, EVE, NOW, Mailbox, build_world, open_world, write_config
 
 LATER = NOW + timedelta(hours=1)
 FILLED = "Subject: A talk you will like\n\nHi Ada,\n\nHere is the talk I mentioned: an intro to Grace.\n"
 
 
-def build_template(root: Path) -> Path:
-    """Scan the test Maildir into ``root`` and plan at NOW (queued drafts for Ada, Bob, Carol and Eve);
-    returns the database file, closed and checkpointed so it can be copied."""
-    build_world(Mailbox(root / "Maildir"))
-    db, config = open_world(root)
-    plan_once(db, config, now=NOW)
-    db.dispose()
-    with closing(sqlite3.connect(root / "db.sqlite")) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return root / "db.sqlite"
+@dataclass(frozen=True)
+class WorldTemplate:
+    """The scanned and planned world, built once per session and backend: its Maildir and database."""
+
+    maildir: Path
+    database: str  # a reference for database_url_factory(name, template=...)
 
 
-def copy_world(template: Path, tmp_path: Path) -> tuple[Path, Database, Config]:
+def world_template(
+    backend: str, templates: DatabaseTemplates, tmp_path_factory: pytest.TempPathFactory
+) -> WorldTemplate:
+    """Scan the test Maildir and plan at NOW (queued drafts for Ada, Bob, Carol and Eve), once per backend."""
+    root = tmp_path_factory.getbasetemp() / f"planned-world-{backend}"
+
+    def build(url: str) -> None:
+        root.mkdir()
+        build_world(Mailbox(root / "Maildir"))
+        db, config = open_world(root, url)
+        try:
+            plan_once(db, config, now=NOW)
+        finally:
+            db.dispose()
+
+    return WorldTemplate(root / "Maildir", templates.get("planned-world", backend, build))
+
+
+def copy_world(
+    template: WorldTemplate, tmp_path: Path, make_url: DatabaseUrlFactory
+) -> tuple[Path, Database, Config]:
     """A private copy of the template world: (config file, open database, config)."""
-    config_path = write_config(tmp_path)
-    shutil.copyfile(template, tmp_path / "db.sqlite")
-    (tmp_path / "db.sqlite").chmod(0o600)
-    shutil.copytree(template.parent / "Maildir", tmp_path / "Maildir")
+    config_path = write_config(tmp_path, make_url("followupd", template=template.database))
+    shutil.copytree(template.maildir, tmp_path / "Maildir")
     config = config_mod.load(config_path)
     return config_path, Database(config.database.url), config
 
@@ -68,14 +82,18 @@ def draft(db: Database, draft_id: int) -> drafts_repo.DraftView:
         return drafts_repo.get_draft(session, draft_id)
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_template(tmp_path_factory.mktemp("world"))
+@pytest.fixture
+def template(
+    db_backend: str, database_templates: DatabaseTemplates, tmp_path_factory: pytest.TempPathFactory
+) -> WorldTemplate:
+    return world_template(db_backend, database_templates, tmp_path_factory)
 
 
 @pytest.fixture
-def world(template: Path, tmp_path: Path) -> Iterator[tuple[Database, Config]]:
-    _path, db, config = copy_world(template, tmp_path)
+def world(
+    template: WorldTemplate, tmp_path: Path, database_url_factory: DatabaseUrlFactory
+) -> Iterator[tuple[Database, Config]]:
+    _path, db, config = copy_world(template, tmp_path, database_url_factory)
     yield db, config
     db.dispose()
 
@@ -267,7 +285,6 @@ def test_wake_snoozed_is_a_repository_function_for_the_daemon(world: tuple[Datab
     with db.read() as session:
         states = {i: s for i, s in session.execute(select(Draft.id, Draft.state))}
     assert (states[ids[BOB]], states[ids[EVE]]) == ("queued", "snoozed")
-
 
 
 def test_plan_wakes_snoozed_drafts_whose_time_has_come(world: tuple[Database, Config]) -> None:

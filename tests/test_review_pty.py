@@ -13,21 +13,26 @@ import pexpect
 import pytest
 
 from followupd.store.db import Database
+from tests.servers.plugin import DatabaseTemplates, DatabaseUrlFactory
 from tests.test_drafts_cli import NOW_TEXT, editor
 from tests.test_plan_engine import ADA, BOB, CAROL, EVE
-from tests.test_review_engine import build_template, copy_world, draft, draft_ids
+from tests.test_review_engine import WorldTemplate, copy_world, draft, draft_ids, world_template
 
 TIMEOUT = 30
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_template(tmp_path_factory.mktemp("world"))
+@pytest.fixture
+def template(
+    db_backend: str, database_templates: DatabaseTemplates, tmp_path_factory: pytest.TempPathFactory
+) -> WorldTemplate:
+    return world_template(db_backend, database_templates, tmp_path_factory)
 
 
 @pytest.fixture
-def world(template: Path, tmp_path: Path) -> Iterator[tuple[Path, Database]]:
-    config_path, db, _config = copy_world(template, tmp_path)
+def world(
+    template: WorldTemplate, tmp_path: Path, database_url_factory: DatabaseUrlFactory
+) -> Iterator[tuple[Path, Database]]:
+    config_path, db, _config = copy_world(template, tmp_path, database_url_factory)
     yield config_path, db
     db.dispose()
 

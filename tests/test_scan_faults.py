@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +29,7 @@ from tests import mailgen
 from tests.mailgen import ALIAS, World, at, build_world, snapshot
 from tests.servers._util import free_port
 from tests.servers.dovecot import Dovecot
-from tests.servers.plugin import Mailbox
+from tests.servers.plugin import DatabaseUrlFactory, Mailbox
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.timeout(60)]
 
@@ -39,24 +38,12 @@ FILLERS = 130  # INBOX holds 140 messages: three fetch batches of at most 50
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = open_db(tmp_path / "followupd.sqlite")
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def reference_db(tmp_path: Path) -> Iterator[Database]:
-    """A second database, for a clean scan of the same mailbox to compare with."""
-    database = open_db(tmp_path / "reference.sqlite")
-    yield database
-    database.dispose()
-
-
-def open_db(path: Path) -> Database:
-    database = Database(f"sqlite:///{path}")
+def reference_db(database_url_factory: DatabaseUrlFactory) -> Iterator[Database]:
+    """A second database on the same backend, for a clean scan of the same mailbox to compare with."""
+    database = Database(database_url_factory("reference"))
     database.upgrade()
-    return database
+    yield database
+    database.dispose()
 
 
 def seed(server: Dovecot, user: str) -> World:

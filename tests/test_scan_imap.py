@@ -1,15 +1,13 @@
 """Scanning a real Dovecot: first scan, incremental scans, skipped folders, UIDVALIDITY changes, and who
 becomes a contact (direction and admission).
 
-Every test gets a fresh IMAP user (``mailbox``) and a fresh SQLite database, seeds mail built by
+Every test gets a fresh IMAP user (``mailbox``) and a fresh database (each backend), seeds mail built by
 ``tests.mailgen`` and runs ``scan_once`` against the server on 127.0.0.1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -53,14 +51,6 @@ NOW = at(30)
 
 
 # ------------------------------------------------------------------------------------------------ harness
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'followupd.sqlite'}")
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

@@ -140,14 +140,19 @@ def test_the_variables_are_not_inherited_by_children() -> None:
     assert env == {"PATH": "/bin"}
 
 
-def test_the_daemon_notifies_systemd(tmp_path: Path, spawn: Spawn, abstract: tuple[str, Listener]) -> None:  # noqa: F811
+def test_the_daemon_notifies_systemd(
+    tmp_path: Path,
+    database_url: str,
+    spawn: Spawn,  # noqa: F811
+    abstract: tuple[str, Listener],
+) -> None:
     address, listener = abstract
     maildir = tmp_path / "Maildir"
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(parents=True)
     config = tmp_path / "config.toml"
     config.write_text(
-        f'[database]\nurl = "sqlite:///{tmp_path / "f.db"}"\n'
+        f'[database]\nurl = "{database_url}"\n'
         f'[[accounts]]\nname = "local"\nemail = "me@example.org"\n[accounts.maildir]\npath = "{maildir}"\n'
     )
     config.chmod(0o600)

@@ -4,7 +4,6 @@ each account's last scan and error, drafts by state, and today's sends counted f
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,19 +22,11 @@ NOW = datetime(2024, 4, 3, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'followupd.db'}")
-    database.upgrade()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def config_path(tmp_path: Path) -> Path:
+def config_path(tmp_path: Path, database_url: str) -> Path:
     maildir = tmp_path / "Maildir"
     path = tmp_path / "config.toml"
     path.write_text(
-        f'[database]\nurl = "sqlite:///{tmp_path / "followupd.db"}"\n'
+        f'[database]\nurl = "{database_url}"\n'
         '[send]\ntimezone = "America/New_York"\ndaily_cap = 12\n'
         f'[[accounts]]\nname = "main"\nemail = "me@example.org"\n[accounts.maildir]\npath = "{maildir}"\n'
         f'[[accounts]]\nname = "spare"\nemail = "me2@example.org"\n[accounts.maildir]\npath = "{maildir}"\n'

@@ -14,7 +14,7 @@ import ssl
 import time
 from email.parser import BytesHeaderParser
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosmtplib
 import imapclient
@@ -23,7 +23,15 @@ import sqlalchemy as sa
 import trustme
 
 from tests.servers.dovecot import Dovecot, DovecotError
-from tests.servers.plugin import SMTP_CREDENTIALS, Mailbox, require_software
+from tests.servers.plugin import (
+    BACKEND_ENV,
+    BACKENDS,
+    SMTP_CREDENTIALS,
+    DatabaseUrlFactory,
+    Mailbox,
+    require_software,
+    selected_backends,
+)
 from tests.servers.smtp import SmtpServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -421,6 +429,70 @@ def test_postgres_database(postgres_url: str) -> None:
             assert tables.scalar_one() == 0
     finally:
         engine.dispose()
+
+
+# ------------------------------------------------------------------------------------- database backends
+
+
+class _Options:
+    """Just enough of ``pytest.Config`` for ``selected_backends``: the value of ``--db-backend``."""
+
+    def __init__(self, value: str | None) -> None:
+        self.value = value
+
+    def getoption(self, name: str, default: object = None) -> object:
+        assert name == "--db-backend"
+        return self.value
+
+
+def test_db_backend_option_wins_over_the_environment_and_both_is_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def selected(option: str | None) -> tuple[str, ...]:
+        return selected_backends(cast(pytest.Config, _Options(option)))
+
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    assert selected(None) == BACKENDS == ("sqlite", "postgresql")
+    monkeypatch.setenv(BACKEND_ENV, "postgresql")
+    assert selected(None) == ("postgresql",)
+    assert selected("sqlite") == ("sqlite",)
+    assert selected("both") == BACKENDS
+    monkeypatch.setenv(BACKEND_ENV, " SQLite ")
+    assert selected(None) == ("sqlite",)
+    monkeypatch.setenv(BACKEND_ENV, "mysql")
+    with pytest.raises(pytest.UsageError, match="FOLLOWUPD_TEST_DB='mysql'"):
+        selected(None)
+
+
+def test_each_test_gets_a_private_copy_of_the_migrated_template(
+    db_backend: str,
+    database_url: str,
+    database_url_factory: DatabaseUrlFactory,
+    request: pytest.FixtureRequest,
+) -> None:
+    assert request.node.name.endswith(f"[{db_backend}]")
+    assert database_url.startswith(
+        {"sqlite": "sqlite:///", "postgresql": "postgresql+psycopg://"}[db_backend]
+    )
+    other = database_url_factory("other")
+    assert other != database_url
+    engines = [sa.create_engine(url) for url in (database_url, other)]
+    try:
+        with engines[0].begin() as conn:
+            head = conn.execute(sa.text("select version_num from alembic_version")).scalar_one()
+            conn.execute(sa.text("create table scratch (x integer)"))
+        with engines[1].connect() as conn:  # at the same revision, and without what the first one did
+            assert conn.execute(sa.text("select version_num from alembic_version")).scalar_one() == head
+            assert "scratch" not in sa.inspect(conn).get_table_names()
+            assert "drafts" in sa.inspect(conn).get_table_names()
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+@pytest.mark.db_backend("sqlite")
+def test_a_pinned_test_runs_on_its_backend_whatever_is_selected(db_backend: str, database_url: str) -> None:
+    assert db_backend == "sqlite" and database_url.startswith("sqlite:///")
 
 
 # ------------------------------------------------------------------------------------------ the fixtures

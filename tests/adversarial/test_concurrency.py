@@ -71,19 +71,13 @@ class World:
         self.inbound[sender] = self.inbound.get(sender, 0) + 1
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'followupd.sqlite'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.fixture
-def databases(db_url: str) -> Iterator[Callable[[], Database]]:
+def databases(database_url: str) -> Iterator[Callable[[], Database]]:
+    """Engines on this test's database (each backend), one per simulated process."""
     opened: list[Database] = []
 
     def open_one() -> Database:
-        db = Database(db_url)
+        db = Database(database_url)
         opened.append(db)
         return db
 
@@ -155,12 +149,12 @@ def check(db: Database, world: World, final: dict[str, ContactStatus]) -> None:
 
 
 def test_scans_and_user_edits_in_parallel_lose_nothing(
-    databases: Callable[[], Database], tmp_path: Path, db_url: str
+    databases: Callable[[], Database], tmp_path: Path, database_url: str
 ) -> None:
     world = World(tmp_path / "Maildir")
     daemon_db = databases()
     daemon_db.upgrade()
-    config = config_mod.parse(config_text(db_url, maildir=tmp_path / "Maildir", email_addr=ME), env={})
+    config = config_mod.parse(config_text(database_url, maildir=tmp_path / "Maildir", email_addr=ME), env={})
     assert scan_once(daemon_db, config, now=NOW).errors == {}
     final: dict[str, ContactStatus] = {}
     users = [list(range(k, PEOPLE, 3)) for k in range(3)]
@@ -173,6 +167,7 @@ def test_scans_and_user_edits_in_parallel_lose_nothing(
 
 
 def test_cli_commands_while_the_daemon_writes(tmp_path: Path) -> None:
+    # SQLite only: real processes contending for SQLite's single writer lock ("database is locked").
     db_url = f"sqlite:///{tmp_path / 'followupd.sqlite'}"
     world = World(tmp_path / "Maildir")
     config_path = tmp_path / "config.toml"

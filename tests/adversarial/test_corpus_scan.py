@@ -11,7 +11,6 @@ that test skips.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -69,14 +68,6 @@ BROKEN: list[bytes] = [
     msg(22, b"From: enc@example.com\nContent-Transfer-Encoding: x-uuencode\n"
         b"Subject: =?iso-2022-jp?B?GyRCJUYbKEI=?="),
 ]  # fmt: skip
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'followupd.sqlite'}")
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def append_all(mailbox: Mailbox, messages: list[bytes]) -> list[bytes]:

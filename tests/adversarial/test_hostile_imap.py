@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -27,7 +26,7 @@ from followupd.store.models import Folder, Message
 from tests import mailgen
 from tests.mailgen import ALIAS, at, build_world, snapshot, stored
 from tests.servers.hostile_imap import COMMANDS, Action, Fault, HostileImap
-from tests.servers.plugin import Mailbox
+from tests.servers.plugin import DatabaseUrlFactory, Mailbox
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.timeout(60)]
 
@@ -36,17 +35,12 @@ FILLERS = 60  # 70 messages in INBOX: two fetch batches of 50, so a fault at the
 STALL_TIMEOUT_S = 1  # the socket timeout where a stall is injected; 5 s elsewhere (loaded CI machines)
 
 
-def open_db(path: Path) -> Database:
-    database = Database(f"sqlite:///{path}")
-    database.upgrade()
-    return database
-
-
 @pytest.fixture
-def dbs(tmp_path: Path) -> Iterator[tuple[Database, Database]]:
-    db, reference = open_db(tmp_path / "followupd.sqlite"), open_db(tmp_path / "reference.sqlite")
+def dbs(db: Database, database_url_factory: DatabaseUrlFactory) -> Iterator[tuple[Database, Database]]:
+    """The scanned database and a reference for a clean scan, on the same backend."""
+    reference = Database(database_url_factory("reference"))
+    reference.upgrade()
     yield db, reference
-    db.dispose()
     reference.dispose()
 
 

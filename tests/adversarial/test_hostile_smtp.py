@@ -6,9 +6,7 @@ data (the reply to the message itself) never leads to a second copy: UNKNOWN (or
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -24,12 +22,9 @@ ACTIONS: tuple[Action, ...] = ("disconnect", "stall", "garbage", "bogus_code")
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(db: Database, monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.setenv("SMTP_PW", "unused")
-    db = Database(f"sqlite:///{tmp_path / 'followupd.sqlite'}")
-    db.upgrade()
-    yield World(db)
-    db.dispose()
+    return World(db)
 
 
 @pytest.mark.parametrize("phase", PHASES)

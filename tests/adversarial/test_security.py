@@ -110,8 +110,8 @@ def hostile_maildir(root: Path) -> Maildir:
     return mail
 
 
-def open_db(tmp_path: Path) -> Database:
-    db = Database(f"sqlite:///{tmp_path / 'followupd.sqlite'}")
+def open_db(url: str) -> Database:
+    db = Database(url)
     db.upgrade()
     return db
 
@@ -128,11 +128,11 @@ def header_lines(raw: bytes) -> list[bytes]:
 
 
 def test_header_injection_through_every_inbound_field_never_reaches_the_wire(
-    tmp_path: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, database_url: str, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SMTP_PW", "unused")
     hostile_maildir(tmp_path / "Maildir")
-    db = open_db(tmp_path)
+    db = open_db(database_url)
     text = config_text(
         str(db.url), smtp=Smtp(smtp_server.port), maildir=tmp_path / "Maildir",
         window="daily 00:00-23:59", email_addr=ME, send="daily_cap = 100\nper_minute = 60\n",
@@ -196,6 +196,7 @@ SECRET = "Zq9-distinctive-pa55word-7Kx"
 
 
 @pytest.mark.dovecot
+# SQLite only: it reads the database's files (and their modes) on disk for the secret.
 def test_secrets_never_reach_logs_errors_status_or_the_database(
     mailbox: Mailbox, smtp_factory: Callable[..., SmtpServer], tls_ca: trustme.CA, tmp_path: Path
 ) -> None:
@@ -281,7 +282,7 @@ ESCAPES = {
 
 @pytest.mark.parametrize("escape", ESCAPES)
 def test_a_template_that_tries_to_escape_is_skipped_with_a_clear_message(
-    tmp_path: Path, escape: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, database_url: str, escape: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mail = Maildir(tmp_path / "Maildir")
     address, sender, subject, message_id = HOSTILE[0]
@@ -291,7 +292,7 @@ def test_a_template_that_tries_to_escape_is_skipped_with_a_clear_message(
     templates.mkdir()
     for name in ("new_contact", "keep_in_touch", "awaiting_reply", "after_meeting", "meeting_request"):
         (templates / f"{name}.j2").write_text(ESCAPES[escape])
-    db = open_db(tmp_path)
+    db = open_db(database_url)
     text = config_text(str(db.url), maildir=tmp_path / "Maildir", email_addr=ME)
     config: Config = config_mod.parse(text + f'\n[templates]\ndir = "{templates}"\n', env={})
     try:

@@ -152,11 +152,20 @@ class Postgres:
     ) -> None:
         self.close()
 
-    def create_database(self, name: str) -> str:
-        """CREATE DATABASE ``name`` and return its SQLAlchemy URL."""
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        """CREATE DATABASE ``name`` (a copy of ``template`` when given) and return its SQLAlchemy URL.
+
+        A template must have no open connections (dispose of its engines first). Copying a migrated template
+        takes ~50 ms where running the migrations takes ~700 ms.
+        """
         if not _DB_NAME.match(name):
             raise ValueError(f"database name {name!r}: use lower-case letters, digits and _")
-        self._sql("CREATE DATABASE {}", name)
+        if template is None:
+            self._sql("CREATE DATABASE {}", name)
+        else:
+            if not _DB_NAME.match(template):
+                raise ValueError(f"template name {template!r}: use lower-case letters, digits and _")
+            self._sql("CREATE DATABASE {} TEMPLATE {}", name, template)
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
@@ -165,12 +174,12 @@ class Postgres:
             raise ValueError(f"database name {name!r}: use lower-case letters, digits and _")
         self._sql("DROP DATABASE IF EXISTS {} WITH (FORCE)", name)
 
-    def _sql(self, template: LiteralString, name: str) -> None:
+    def _sql(self, template: LiteralString, *names: str) -> None:
         import psycopg
         from psycopg import sql
 
         with psycopg.connect(self.conninfo(), autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.SQL(template).format(sql.Identifier(name)))
+            conn.execute(sql.SQL(template).format(*(sql.Identifier(name) for name in names)))
 
     def _run(self, *command: str | Path) -> None:
         args = [str(c) for c in command]
