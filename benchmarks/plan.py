@@ -1,22 +1,26 @@
 """Benchmark: ``plan_once(dry_run=True)`` over 100,000 contacts and 1,000,000 messages (target: <= 1 s).
 
-Run: ``python benchmarks/plan.py [contacts] [messages]``. The state is inserted directly with Core
-executemany into a temporary SQLite database (not counted); then a few dry-run plans are timed and the best
-and median are printed, with how many drafts the plan would queue.
+Run: ``python benchmarks/plan.py [contacts] [messages] [--runs N] [--db PATH] [--profile]``. The state is
+inserted directly with Core executemany into a temporary SQLite database (not counted; ``--db PATH`` keeps
+it at PATH and reuses it next time); then a few dry-run plans are timed and the best and median are printed,
+with how many drafts the plan would queue. ``--profile`` prints a cProfile of one more plan (top 30 by
+cumulative and own time) and the time spent in each SQL statement.
 """
 
 from __future__ import annotations
 
+import argparse
+import cProfile
+import pstats
 import random
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 
 from followupd import config as config_mod
 from followupd.engine.plan import plan_once
@@ -91,31 +95,78 @@ def build(db: Database, contacts: int, messages: int, seed: int = 1) -> None:
                 session.execute(insert(table), chunk)
 
 
+def _statements(db: Database, config: config_mod.Config) -> None:
+    """Time each SQL statement of one plan (execute to last row fetched is not separable: execute only)."""
+    spent: dict[str, list[float]] = {}
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        conn.info["started"] = time.perf_counter()
+
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        key = " ".join(statement.split())[:110]
+        spent.setdefault(key, []).append(time.perf_counter() - conn.info.pop("started"))
+
+    event.listen(db.engine, "before_cursor_execute", before)
+    event.listen(db.engine, "after_cursor_execute", after)
+    started = time.perf_counter()
+    plan_once(db, config, now=NOW, dry_run=True)
+    total = time.perf_counter() - started
+    event.remove(db.engine, "before_cursor_execute", before)
+    event.remove(db.engine, "after_cursor_execute", after)
+    print(f"statements (execute only; rows are fetched lazily, outside these figures), plan {total:.3f} s:")
+    for key, times in sorted(spent.items(), key=lambda kv: -sum(kv[1])):
+        print(f"  {sum(times) * 1000:8.1f} ms  x{len(times):<3} {key}")
+
+
 def main() -> None:
-    contacts = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    messages = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("contacts", type=int, nargs="?", default=100_000)
+    parser.add_argument("messages", type=int, nargs="?", default=1_000_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--db", type=Path, help="keep the database here; reuse it when it exists")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
+        path = args.db or Path(tmp) / "bench.sqlite"
+        url = f"sqlite:///{path}"
         config = config_mod.parse(
             f'[database]\nurl = "{url}"\n\n[[accounts]]\nname = "main"\nemail = "{ME}"\n'
             f'[accounts.maildir]\npath = "{tmp}"\n'
         )
+        reuse = path.exists()
         db = Database(url)
-        db.upgrade()
-        started = time.perf_counter()
-        build(db, contacts, messages)
-        print(f"built {contacts:,} contacts / {messages:,} messages in {time.perf_counter() - started:.1f} s")
+        if reuse:
+            print(f"reusing {path}")
+        else:
+            db.upgrade()
+            started = time.perf_counter()
+            build(db, args.contacts, args.messages)
+            print(
+                f"built {args.contacts:,} contacts / {args.messages:,} messages"
+                f" in {time.perf_counter() - started:.1f} s"
+            )
         timings = []
         result = None
-        for _ in range(5):
+        for _ in range(args.runs):
             started = time.perf_counter()
             result = plan_once(db, config, now=NOW, dry_run=True)
             timings.append(time.perf_counter() - started)
         assert result is not None
         print(
             f"plan_once(dry_run=True): best {min(timings):.3f} s, median {statistics.median(timings):.3f} s"
-            f" ({len(result.queued)} would be queued, {result.superseded} superseded); target <= 1 s"
+            f" of {len(timings)} ({len(result.queued)} would be queued, {result.superseded} superseded);"
+            " target <= 1 s"
         )
+        print("would queue:", ", ".join(sorted(d.key for d in result.queued)))
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            plan_once(db, config, now=NOW, dry_run=True)
+            profiler.disable()
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("cumulative").print_stats(30)
+            stats.sort_stats("tottime").print_stats(30)
+            _statements(db, config)
         db.dispose()
 
 

@@ -3,30 +3,25 @@
 Shared by the planner (:mod:`followupd.engine.plan`) and the CLI's "who is due" view, so that both see a
 contact exactly the same way. Loading lets the database do the work: one query over the contacts (their
 primary address picked by a window function), one over the account's drafts, and one over the user's recent
-outbound questions (bounded by the awaiting_reply expiry).
+unanswered questions (bounded by the awaiting_reply expiry). For the planner, which contacts are loaded in
+full is decided in :mod:`followupd.engine.candidates`.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Executable, String, and_, desc, func, or_, select, true, type_coerce
+from sqlalchemy import ColumnElement, Executable, and_, or_, select, true
 from sqlalchemy.orm import Session
 
 from followupd.config import Config
 from followupd.core.cadence import (
-    DEFAULT_EXPIRY,
     CadenceRules,
-    TouchRow,
     interval_for,
     latest_exchange,
-    most_overdue,
     next_due,
     reply_owed,
 )
@@ -40,8 +35,10 @@ from followupd.core.planner import (
     MeetingRef,
     Reason,
 )
+from followupd.engine.candidates import aware as aware  # noqa: PLC0414 (re-exported: the demo uses it)
+from followupd.engine.candidates import candidates, load_awaiting, primary
 from followupd.store.db import Database
-from followupd.store.models import Account, AddressRow, Contact, Draft, Meeting, MeetingAttendee, Message
+from followupd.store.models import Account, AddressRow, Contact, Draft, Meeting, MeetingAttendee
 from followupd.store.models import DraftState as StoreDraftState
 
 _STATUS = {status.value: status for status in ContactStatus}
@@ -55,19 +52,6 @@ SUPERSEDABLE_STATES = (
 _SENT_LIKE = frozenset({DraftStatus.SENT, DraftStatus.SENDING, DraftStatus.UNKNOWN})
 _LIVE = LIVE
 _CHUNK = 500
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """``value`` as an aware UTC datetime (SQLite returns naive UTC); None stays None."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
-def bracket(message_id: str) -> str:
-    """A message id in angle brackets (``a@b`` -> ``<a@b>``)."""
-    message_id = message_id.strip()
-    return message_id if message_id.startswith("<") else f"<{message_id}>"
 
 
 def load_contacts(
@@ -96,11 +80,20 @@ def load_contacts(
         for d in drafts
         if d.reason is Reason.AWAITING_REPLY and d.state in _SENT_LIKE
     )
-    awaiting = _load_awaiting(session, account_id, rules, now=now)
+    awaiting = load_awaiting(session, account_id, rules, now=now)
     only = None
     if budget is not None:
-        only = _candidates(
-            session, account_id, rules, now=now, budget=budget, awaiting=awaiting, drafts=drafts
+        limit = budget * CANDIDATES_PER_DRAFT + EXTRA_CANDIDATES if budget > 0 else 0
+        need_email = any(r.address or r.domain for r in rules.rules)
+        only = candidates(
+            session,
+            account_id,
+            rules,
+            now=now,
+            limit=limit,
+            awaiting=awaiting,
+            drafts=drafts,
+            need_email=need_email,
         )
     contacts: dict[int, ContactState] = {}
     for row in session.execute(_contacts_query(account_id, prefilter=prefilter, only=only)):
@@ -165,97 +158,9 @@ CANDIDATES_PER_DRAFT = 5
 EXTRA_CANDIDATES = 20
 
 
-def _candidates(
-    session: Session,
-    account_id: int,
-    rules: CadenceRules,
-    *,
-    now: datetime,
-    budget: int,
-    awaiting: Mapping[int, Awaiting],
-    drafts: list[DraftState],
-) -> set[int]:
-    """The contacts whose full state the planner needs (see :func:`load_contacts`)."""
-    live = {d.contact_id for d in drafts if d.state in _LIVE}
-    new_since = now - (rules.new_contact.expires_after or DEFAULT_EXPIRY[Reason.NEW_CONTACT])
-    met_since = now - (rules.after_meeting.expires_after or DEFAULT_EXPIRY[Reason.AFTER_MEETING])
-    events = session.scalars(
-        select(Contact.id).where(
-            Contact.account_id == account_id,
-            or_(Contact.first_seen_at >= new_since, Contact.last_meeting_at >= met_since),
-        )
-    )
-    limit = max(0, budget) * CANDIDATES_PER_DRAFT + EXTRA_CANDIDATES if budget > 0 else 0
-    need_email = any(r.address or r.domain for r in rules.rules)
-    overdue = most_overdue(
-        _touch_rows(session, account_id, need_email=need_email), rules, now=now, limit=limit
-    )
-    # Unanswered questions are served oldest first too; one answered meanwhile is dropped by the planner,
-    # hence a wider margin than for keep_in_touch.
-    ripe = now - rules.awaiting_reply.delay
-    asked = heapq.nsmallest(limit * 4, ((a.sent_at, cid) for cid, a in awaiting.items() if a.sent_at <= ripe))
-    return {*live, *(cid for _at, cid in asked), *events, *overdue}
-
-
-def _touch_rows(session: Session, account_id: int, *, need_email: bool) -> Iterator[TouchRow]:
-    # The hot loop of planning a large account: 100,000 rows. The time column is read raw (type_coerce),
-    # skipping the aware-UTC conversion of every row; only the few rows ranked get converted by the caller.
-    last_touch = (
-        type_coerce(Contact.last_touch_at, String)
-        if session.get_bind().dialect.name == "sqlite"
-        else Contact.last_touch_at
-    )
-    columns = [Contact.id, Contact.tags, Contact.tier, Contact.cadence_days, last_touch]
-    query = select(*columns).where(
-        Contact.account_id == account_id,
-        Contact.status != "ignored",
-        Contact.owes_reply.is_(False),
-        Contact.last_touch_at.is_not(None),
-    )
-    if need_email:  # only tier rules by address or domain need each contact's primary address
-        primary = _primary(account_id)
-        query = query.add_columns(primary.c.email).join(
-            primary, and_(primary.c.contact_id == Contact.id, primary.c.rank == 1)
-        )
-    row: Any
-    for row in session.execute(query):
-        contact_id, tags, tier, cadence_days, touched = row[:5]
-        yield TouchRow(
-            contact_id,
-            row[5] if need_email else "",
-            frozenset(t for t in tags.split(",") if t) if tags else frozenset(),
-            tier,
-            timedelta(days=cadence_days) if cadence_days else None,
-            _utc(touched),
-        )
-
-
-def _utc(value: str | datetime) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _primary(account_id: int) -> Any:
-    """Each contact's primary address (most messages, then alphabetical) as rank 1 of a window."""
-    rank = (
-        func.row_number()
-        .over(
-            partition_by=AddressRow.contact_id,
-            order_by=(desc(AddressRow.inbound_count + AddressRow.outbound_count), AddressRow.email),
-        )
-        .label("rank")
-    )
-    return (
-        select(AddressRow.contact_id, AddressRow.email, rank)
-        .where(AddressRow.account_id == account_id, AddressRow.contact_id.is_not(None))
-        .subquery()
-    )
-
-
 def _contacts_query(account_id: int, *, prefilter: bool, only: set[int] | None = None) -> Executable:
     """The account's contacts (or ``only`` those) with their primary address."""
-    primary = _primary(account_id)
+    ranked = primary(account_id, only)
     return (
         select(
             Contact.id,
@@ -271,9 +176,9 @@ def _contacts_query(account_id: int, *, prefilter: bool, only: set[int] | None =
             Contact.last_meeting_at,
             Contact.last_touch_at,
             Contact.owes_reply,
-            primary.c.email,
+            ranked.c.email,
         )
-        .join(primary, and_(primary.c.contact_id == Contact.id, primary.c.rank == 1))
+        .join(ranked, and_(ranked.c.contact_id == Contact.id, ranked.c.rank == 1))
         .where(
             Contact.account_id == account_id,
             _draftable(account_id) if prefilter else true(),
@@ -336,56 +241,6 @@ def load_drafts(
 def _awaiting_ref(key: str) -> str:
     """The message id inside an awaiting_reply key ``{contact}:awaiting_reply:{message id}#{n}``."""
     return key.partition(f":{Reason.AWAITING_REPLY}:")[2].rpartition("#")[0]
-
-
-def _load_awaiting(
-    session: Session, account_id: int, rules: CadenceRules, *, now: datetime
-) -> dict[int, Awaiting]:
-    """contact id -> the user's newest asking message to that contact within the awaiting_reply window."""
-    trigger = rules.awaiting_reply
-    if not trigger.enabled or trigger.max_nudges <= 0:
-        return {}
-    window = trigger.expires_after or DEFAULT_EXPIRY[Reason.AWAITING_REPLY]
-    rows = session.execute(
-        select(Message.message_id, Message.subject, Message.date_at, Message.recipients, Message.in_reply_to)
-        .where(
-            Message.account_id == account_id,
-            Message.direction == "out",
-            Message.asks.is_(True),
-            Message.date_at >= now - window,
-            Message.date_at <= now,
-        )
-        .order_by(Message.date_at)
-    ).all()
-    if not rows:
-        return {}
-    owner = _owners(session, account_id, sorted({email for row in rows for email in row.recipients.split()}))
-    found: dict[int, Awaiting] = {}
-    for row in rows:  # oldest first: the newest message to a contact wins
-        references = (bracket(row.in_reply_to),) if row.in_reply_to else ()
-        asked = Awaiting(row.subject or "", bracket(row.message_id), aware(row.date_at) or now, references)
-        for email in row.recipients.split():
-            contact_id = owner.get(email)
-            if contact_id is not None:
-                found[contact_id] = asked
-    return found
-
-
-def _owners(session: Session, account_id: int, emails: list[str]) -> dict[str, int]:
-    """address -> contact id, for those of ``emails`` that belong to a contact."""
-    owner: dict[str, int] = {}
-    for start in range(0, len(emails), _CHUNK):
-        chunk = emails[start : start + _CHUNK]
-        for email, contact_id in session.execute(
-            select(AddressRow.email, AddressRow.contact_id).where(
-                AddressRow.account_id == account_id,
-                AddressRow.email.in_(chunk),
-                AddressRow.contact_id.is_not(None),
-            )
-        ):
-            if contact_id is not None:
-                owner[email] = contact_id
-    return owner
 
 
 # --- who is due ---------------------------------------------------------------------------------------------

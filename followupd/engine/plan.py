@@ -48,7 +48,8 @@ from followupd.core.planner import (
     ThreadRef,
     plan,
 )
-from followupd.engine.contact_state import SUPERSEDABLE_STATES, bracket, load_contacts, load_drafts
+from followupd.engine.candidates import bracket
+from followupd.engine.contact_state import SUPERSEDABLE_STATES, load_contacts, load_drafts
 from followupd.render import RenderError, TemplateSet
 from followupd.store.db import Database
 from followupd.store.drafts_repo import wake_snoozed
