@@ -48,6 +48,8 @@ MAX_CALL = 30.0
 """The longest a SELECT/IDLE/DONE/LOGOUT may take before the watchdog drops the connection."""
 AUTH_PAUSE = 3600.0
 BACKOFF_CAP = 300.0
+MAX_RESCANS_BEFORE_IDLE = 5
+"""How often in a row the watcher scans INBOX again because mail arrived since its last scan, before IDLE."""
 STUCK_AFTER = 900.0
 """A step that has shown no progress for this long is stuck: the systemd watchdog is no longer fed."""
 
@@ -248,19 +250,21 @@ class AccountWatcher:
         self, session: ImapSession, idler: Idler, primary: FolderInfo, folders: list[FolderInfo]
     ) -> None:
         next_poll = time.monotonic() + self.timing.poll_interval
-        checked = False
+        rescans = 0
         announced = False
         while True:
             self._busy()
             stored = self._stored_uidnext(primary.name)
             uidnext = idler.start(primary.name)
-            # Mail that arrived between the last scan and this SELECT raises no IDLE notification.
-            if not checked and uidnext is not None and uidnext != stored:
+            # Mail that arrived between the last scan and this SELECT raises no IDLE notification: scan
+            # again, and check again after that scan (mail keeps arriving during scans). Bounded, so a server
+            # whose UIDNEXT never settles still gets its IDLE; the next poll catches anything left.
+            if rescans < MAX_RESCANS_BEFORE_IDLE and uidnext is not None and uidnext != stored:
                 idler.done()
                 self._scan_imap(session, [primary])
-                checked = True
+                rescans += 1
                 continue
-            checked = False
+            rescans = 0
             if not announced:  # once per connection, when IDLE is really on
                 log.info("%s: watching %s with IDLE", self.name, primary.name)
                 announced = True
