@@ -7,6 +7,7 @@ Expiry is simulated by moving ``lease_until`` into the past (database time), nev
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -278,3 +279,58 @@ def test_holding_claims_free_accounts_and_releases_them(pg: Database, tmp_path: 
         assert [a.name for a in held.accounts()] == NAMES[2:]
         assert set(owners(pg).values()) == {"daemon", "once"}
     assert set(owners(pg).values()) == {"daemon", None}
+
+
+# ------------------------------------------------------------------------- dead workers on this machine
+
+
+def test_a_dead_local_worker_frees_its_accounts_at_once(pg: Database) -> None:
+    dead, live, remote = (
+        "here:101:20240403T100000Z",
+        "here:102:20240403T100000Z",
+        "there:101:20240403T100000Z",
+    )
+    seed(pg)
+    assert len(claim(pg, dead, limit=2)) == 2
+    assert len(claim(pg, live, limit=2)) == 2
+    assert len(claim(pg, remote, limit=2)) == 2
+    with pg.write() as session:
+        for worker in (dead, live, remote):
+            host, pid = worker.split(":")[:2]
+            status_repo.register_worker(
+                session, worker, pid=int(pid), host=host, now=NOW, lease=LEASE, shared=True
+            )
+    checked: list[int] = []
+
+    def alive(pid: int) -> bool:
+        checked.append(pid)
+        return pid != 101
+
+    with pg.write() as session:
+        assert leases.expire_dead(session, "here", alive, me="here:103:20240403T100000Z") == [dead]
+    assert sorted(checked) == [101, 102]  # the other host's worker is never judged by a local pid
+    with pg.write() as session:
+        now = leases.database_now(session)
+        assert [w.id for w in leases.live_workers(session, now=now)] == [live, remote]
+    taken = claim(pg, "here:103:20240403T100000Z")
+    assert [c.previous for c in taken] == [dead, dead]  # the dead worker's two, nobody else's
+    assert sorted(o for o in owners(pg).values() if o) == sorted(
+        [live] * 2 + [remote] * 2 + ["here:103:20240403T100000Z"] * 2
+    )
+
+
+def test_worker_ids_name_host_and_pid() -> None:
+    assert leases.worker_host_pid("box.example:4242:20240403T100000Z") == ("box.example", 4242)
+    assert leases.worker_host_pid(steps.worker_id(NOW)) is not None
+    assert leases.worker_host_pid("garbage") is None
+    assert leases.worker_host_pid("host:notapid:x") is None
+
+
+def test_a_holding_after_a_killed_one_shot_takes_its_accounts(pg: Database, tmp_path: Path) -> None:
+    config = configured(tmp_path)
+    ghost = f"{socket.gethostname()}:{2**22 + 12345}:20240403T100000Z"  # above pid_max: no such process
+    assert not ownership.pid_alive(2**22 + 12345)
+    seed(pg)
+    assert len(claim(pg, ghost)) == len(NAMES)
+    with ownership.Holding(pg, "me:1:x", config.accounts, lease=LEASE) as holding:
+        assert holding.names == NAMES and holding.skipped == []

@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import threading
 from collections.abc import Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +62,26 @@ def make_fence(worker_id: str) -> Fence:
     return fence
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (signal 0: nothing is sent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def free_dead_workers(db: Database, worker_id: str) -> None:
+    """Workers on this machine whose process is gone give up their accounts now, not when their lease ends:
+    a daemon that systemd restarts after a crash carries on at once instead of waiting up to a lease."""
+    with db.write() as session:
+        dead = leases.expire_dead(session, socket.gethostname(), pid_alive, me=worker_id)
+    for gone in dead:
+        log.info("worker %s on this machine is gone: its accounts are free now", gone)
+
+
 class Shares:
     """A daemon's accounts on a shared database. Blocking: call from a worker thread."""
 
@@ -87,6 +109,7 @@ class Shares:
             with self.db.write() as session:
                 leases.ensure_accounts(session, [(a.name, a.email) for a in configured])
             self._ensured = frozenset(names)
+        free_dead_workers(self.db, self.worker_id)
         with self.db.write() as session:
             now = leases.renew_worker(session, self.worker_id, lease=self.lease)
             mine = set(leases.renew(session, self.worker_id, lease=self.lease))
@@ -148,6 +171,7 @@ class Holding:
         wanted = [a.name for a in self.configured]
         with self.db.write() as session:
             leases.ensure_accounts(session, [(a.name, a.email) for a in self.configured])
+        free_dead_workers(self.db, self.worker_id)
         with self.db.write() as session:
             claimed = leases.claim(session, self.worker_id, wanted, lease=self.lease)
         self.names = [n for n in wanted if n in {c.name for c in claimed}]

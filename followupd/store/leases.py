@@ -19,7 +19,7 @@ too (``database_now`` reads the local clock), which keeps the unit tests cheap.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -191,6 +191,46 @@ def fence(session: Session, worker_id: str, account_id: int) -> None:
             f"{name}: this worker ({worker_id}) no longer owns the account; nothing was written",
             hint="Another worker took it over after this one's lease expired; it carries on from there.",
         )
+
+
+def worker_host_pid(worker_id: str) -> tuple[str, int] | None:
+    """The host and pid in a worker id (``host:pid:start``, see ``followupd.daemon.steps.worker_id``)."""
+    parts = worker_id.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def expire_dead(session: Session, host: str, alive: Callable[[int], bool], *, me: str) -> list[str]:
+    """End now the leases of workers on ``host`` whose process is gone; returns their ids.
+
+    A worker killed on this machine (SIGKILL, OOM, a crash that systemd restarts) would otherwise hold its
+    accounts until its lease runs out. Only this host's workers can be checked (``alive(pid)``, by the caller:
+    this module does no process I/O), and only a pid that does not exist counts as dead, so a live worker is
+    never robbed; a fenced batch would refuse a wrong takeover anyway.
+    """
+    now = database_now(session)
+    owners = {
+        owner
+        for owner in session.scalars(select(Account.owner).where(Account.lease_until > now))
+        if owner is not None
+    }
+    owners |= set(
+        session.scalars(select(Worker.id).where(Worker.lease_until > now, Worker.stopped_at.is_(None)))
+    )
+    dead: list[str] = []
+    for worker_id in sorted(owners - {me}):
+        located = worker_host_pid(worker_id)
+        if located is not None and located[0] == host and not alive(located[1]):
+            dead.append(worker_id)
+    if dead:
+        session.execute(update(Account).where(Account.owner.in_(dead)).values(lease_until=now))
+        session.execute(
+            update(Worker)
+            .where(Worker.id.in_(dead), Worker.stopped_at.is_(None))
+            .values(lease_until=now, stopped_at=now, status="gone (its process no longer exists)")
+        )
+    return dead
 
 
 def owned(session: Session, worker_id: str) -> list[str]:
