@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import click
 
 from followupd.cli.app import App, emit_json, json_option, pass_app
+
+if TYPE_CHECKING:
+    from followupd.config import Config
+    from followupd.engine.scan import ScanReport
 
 
 @click.command()
@@ -19,11 +25,15 @@ def scan(app: App, only: str | None, as_json: bool) -> None:
     Incremental: unchanged folders are skipped by their STATUS (IMAP) or fingerprint (Maildir/mbox), so a
     re-run costs milliseconds. Exits 4 if any account failed (the others are still scanned).
 
+    On PostgreSQL with running workers, only the accounts no worker owns are scanned (the workers scan theirs
+    as mail arrives); the others are listed as skipped, and it exits 8 when the workers own them all.
+
     \b
     Examples:
       followupd scan
       followupd scan --account work --json
     """
+    from followupd import instance
     from followupd.engine.scan import scan_once
 
     config = app.config()
@@ -31,7 +41,10 @@ def scan(app: App, only: str | None, as_json: bool) -> None:
         config.account(only)  # a clear error for an unknown name
     db = app.db()
     counter = _Counter(enabled=sys.stderr.isatty() and not as_json)
-    report = scan_once(db, config, now=app.now(), progress=counter, only=only)
+    if instance.shared(db):
+        report = _scan_shared(app, config, only, counter)
+    else:
+        report = scan_once(db, config, now=app.now(), progress=counter, only=only)
     counter.done()
     if as_json:
         emit_json(
@@ -47,6 +60,33 @@ def scan(app: App, only: str | None, as_json: bool) -> None:
             click.echo(f"{name}: FAILED: {exc}", err=True)
     if report.errors:
         sys.exit(max(exc.exit_code for exc in report.errors.values()))
+
+
+def _scan_shared(app: App, config: Config, only: str | None, counter: _Counter) -> ScanReport:
+    """PostgreSQL with workers: scan the accounts no worker owns, claimed (and fenced) for the scan; the
+    workers scan theirs continuously, and two scans of one account would only trip over each other."""
+    from followupd.cli.run_cmd import skipped_lines
+    from followupd.daemon.ownership import Holding, make_fence
+    from followupd.daemon.steps import worker_id
+    from followupd.engine.batch import fenced
+    from followupd.engine.scan import scan_once
+    from followupd.errors import AlreadyRunningError
+
+    db, now = app.db(), app.now()
+    wanted = [a for a in config.accounts if only is None or a.name == only]
+    wid = worker_id(now)
+    with Holding(db, wid, wanted, lease=config.daemon.lease) as held, fenced(make_fence(wid)):
+        if wanted and not held.names:
+            owners = sorted({item.owner or "?" for item in held.skipped})
+            raise AlreadyRunningError(
+                f"running workers ({', '.join(owners)}) own {'every account' if only is None else only};"
+                " they scan new mail themselves",
+                hint="See `followupd status` for what each worker owns and when it last scanned.",
+            )
+        for line in skipped_lines(held):
+            click.echo(line, err=True)
+        mine = replace(config, accounts=tuple(held.accounts()))
+        return scan_once(db, mine, now=now, progress=counter, only=only)
 
 
 class _Counter:
