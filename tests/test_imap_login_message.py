@@ -31,8 +31,8 @@ def test_refused_login_message_from_dovecot(mailbox: Mailbox) -> None:
     )
     account = config_mod.parse(text, env={"PW": "wrong"}).accounts[0]
     assert account.imap is not None
-    with pytest.raises(AuthenticationError) as caught:
-        ImapSession(account.imap, "not-the-password").connect()
+    with pytest.raises(AuthenticationError) as caught, ImapSession(account.imap, "not-the-password"):
+        pass  # __enter__ logs in, and closes the socket when the login is refused
     message = str(caught.value)
     assert "AUTHENTICATIONFAILED" in message and mailbox.user in message
     assert "b'" not in message and 'b"' not in message
