@@ -17,7 +17,9 @@ in one run:
     parse, classify, store (SQLite file, WAL), in a subprocess; ``[scan] meetings = false`` unless
     ``--meetings`` is given (the meetings pass fetches BODYSTRUCTUREs and some parts: a separate cost);
 (c) an incremental scan with no new mail: ``scan_once`` again in that process, database and config open
-    (a fresh IMAP login is part of it; the login alone, and the server's own share, are reported too);
+    (a fresh IMAP login is part of it; the login alone, the server's own share (raw login, STATUS INBOX,
+    LIST, STATUS Sent, logout; and in the order before issue 3, LIST and STATUS Sent before STATUS INBOX),
+    and each step of 9 more such scans timed apart are reported too);
 (d) the scanner's peak RSS (VmHWM of that subprocess; nothing else runs in it).
 
 Targets: (b) >= 10,000 messages/s on 2 cores; (c) <= 20 ms per account; (d) <= 150 MB and flat in N (run with
@@ -522,15 +524,22 @@ def raw_fetch(port: int, folders: dict[str, int], batch: int | None = None) -> t
     return elapsed, received
 
 
-def raw_incremental_ms(port: int, folders: list[str]) -> float:
-    """The server's share of (c): connect, LOGIN, STATUS in the scanner's folder order, LOGOUT (median ms)."""
+SCANNER_ORDER = ("STATUS INBOX", "LIST", "STATUS Sent")  # what an unchanged account costs, in this order
+SENT_FIRST = ("LIST", "STATUS Sent", "STATUS INBOX")  # the order before issue 3, for comparison
+
+
+def raw_incremental_ms(port: int, commands: tuple[str, ...]) -> float:
+    """The server's share of (c): connect, LOGIN, ``commands`` in this order, LOGOUT (median ms)."""
     times = []
     for _ in range(7):
         started = time.perf_counter()
         client = RawImap(port)
         client.command(f"LOGIN {USER} {PASSWORD}")
-        for folder in folders:
-            client.command(f"STATUS {folder} (UIDNEXT UIDVALIDITY MESSAGES HIGHESTMODSEQ)")
+        for command in commands:
+            if command == "LIST":
+                client.command('LIST "" "*"')
+            else:
+                client.command(f"{command} (UIDNEXT UIDVALIDITY MESSAGES HIGHESTMODSEQ)")
         client.close()
         times.append(time.perf_counter() - started)
     return statistics.median(times) * 1000
@@ -580,6 +589,49 @@ def _incremental(db: Any, config: Any, session_class: Any, scan_once: Any) -> tu
         logins.append(time.perf_counter() - started)
 
     return incremental, logins
+
+
+def _steps(db: Any, config: Any, scan_once: Any) -> dict[str, float]:
+    """(c) step by step: 9 more scans with each IMAP call and database step timed (median ms per scan)."""
+    from followupd.engine import scan as scan_mod
+    from followupd.engine import scan_imap
+    from followupd.mail.imap import ImapSession
+
+    spent: dict[str, list[float]] = {}
+    patched: list[tuple[Any, str, Any]] = []
+
+    def timed(owner: Any, name: str, label: str, by_folder: bool = False) -> None:
+        original = getattr(owner, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                key = f"{label} {args[1]}" if by_folder else label
+                spent.setdefault(key, []).append(time.perf_counter() - started)
+
+        patched.append((owner, name, original))
+        setattr(owner, name, call)
+
+    timed(scan_mod, "start_account", "start_account")
+    timed(ImapSession, "connect", "connect+LOGIN")
+    timed(ImapSession, "status", "STATUS", by_folder=True)
+    timed(ImapSession, "folders", "LIST")
+    timed(scan_imap, "read_cursors", "cursors")
+    timed(ImapSession, "close", "LOGOUT")
+    timed(scan_mod, "_record", "record")
+    try:
+        for _ in range(9):
+            scan_once(db, config, now=NOW)
+    finally:
+        for owner, name, original in reversed(patched):
+            setattr(owner, name, original)
+    # A step taken once a scan: its median; more often (none here, but a folder list may grow): mean per scan.
+    return {
+        key: statistics.median(values) * 1000 if len(values) == 9 else sum(values) / 9 * 1000
+        for key, values in spent.items()
+    }
 
 
 class _StatementCounter:
@@ -661,6 +713,7 @@ def child(spec: dict[str, Any]) -> None:
         counter.close()
 
     incremental, logins = _incremental(db, config, ImapSession, scan_once)
+    steps = _steps(db, config, scan_once)
 
     with db.read() as session:
         rows = {
@@ -681,6 +734,7 @@ def child(spec: dict[str, Any]) -> None:
         "contacts_new": stats.contacts_new,
         "incremental_s": incremental,
         "login_s": logins,
+        "steps_ms": steps,
         "rss_start_kb": rss_start,
         "rss_before_kb": rss_before,
         "hwm_first_kb": hwm_first,
@@ -715,7 +769,8 @@ def run(args: argparse.Namespace) -> None:
         )
         raw_s, raw_bytes = min(raw_fetch(dovecot.port, counts) for _ in range(2))
         raw_batched_s, _bytes = min(raw_fetch(dovecot.port, counts, args.batch_size) for _ in range(2))
-        floor_ms = raw_incremental_ms(dovecot.port, ["Sent", "INBOX"])
+        floor_ms = raw_incremental_ms(dovecot.port, SCANNER_ORDER)
+        sent_first_ms = raw_incremental_ms(dovecot.port, SENT_FIRST)
         url, cluster = _database(args, work)
         print(f"database: {url.split('@')[-1] if '@' in url else url}")
         spec = {
@@ -743,7 +798,7 @@ def run(args: argparse.Namespace) -> None:
                 print(line)
         if done.stderr.strip():
             print(done.stderr.strip()[-3000:], file=sys.stderr)
-        server = Server(sum(counts.values()), raw_s, raw_bytes, raw_batched_s, floor_ms)
+        server = Server(sum(counts.values()), raw_s, raw_bytes, raw_batched_s, floor_ms, sent_first_ms)
         report(args, server, result, children_kb)
     finally:
         dovecot.stop()
@@ -799,6 +854,7 @@ class Server:
     fetch_bytes: int
     fetch_batched_s: float
     incremental_ms: float
+    sent_first_ms: float
 
 
 def report(args: argparse.Namespace, server: Server, r: dict[str, Any], children_kb: int) -> None:
@@ -830,9 +886,12 @@ def report(args: argparse.Namespace, server: Server, r: dict[str, Any], children
     print(
         f"(c) incremental scan, no new mail, same process: median {inc:.1f} ms, min"
         f" {min(r['incremental_s']) * 1000:.1f} ms  [target <= 20 ms]  (of which connect + LOGIN + LOGOUT"
-        f" alone: {login:.1f} ms; the server's own share, raw login + STATUS Sent, INBOX + logout:"
-        f" {server.incremental_ms:.1f} ms)"
+        f" alone: {login:.1f} ms; the server's own share, raw login + {', '.join(SCANNER_ORDER)} + logout:"
+        f" {server.incremental_ms:.1f} ms; in the order {', '.join(SENT_FIRST)}:"
+        f" {server.sent_first_ms:.1f} ms)"
     )
+    steps = ", ".join(f"{name} {ms:.1f}" for name, ms in r["steps_ms"].items())
+    print(f"    (c) step by step (medians of 9 more scans, ms): {steps}")
     print(
         f"(d) peak RSS of the scanner process (VmHWM): {r['hwm_kb'] / 1024:.0f} MB  [target <= 150 MB]"
         f"  (after imports and opening the database: {r['rss_before_kb'] / 1024:.0f} MB;"
