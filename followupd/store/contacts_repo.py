@@ -110,8 +110,13 @@ def list_excluded(session: Session) -> list[ExcludedView]:
     ]
 
 
-def find_contact(session: Session, address: str) -> Contact:
-    """The contact owning ``address``; NotFoundError says what to try otherwise."""
+def find_contact(session: Session, address: str, *, lock: bool = False) -> Contact:
+    """The contact owning ``address``; NotFoundError says what to try otherwise.
+
+    ``lock`` (in a write transaction, before changing the contact): the row is locked until commit
+    (``SELECT ... FOR UPDATE``), so on PostgreSQL two commands changing one contact take turns instead of one
+    overwriting the other's change (adding a tag reads the tags first). SQLite's writes already take turns.
+    """
     row = session.scalar(select(AddressRow).where(AddressRow.email == address.strip().lower()))
     if row is None or row.contact_id is None:
         reason = f" (seen, not a contact: {row.excluded_reason or 'no exchange'})" if row is not None else ""
@@ -119,7 +124,7 @@ def find_contact(session: Session, address: str) -> Contact:
             f"no contact with address {address}{reason}",
             hint="`followupd contacts list --all` shows every address and why it is or is not a contact.",
         )
-    contact = session.get(Contact, row.contact_id)
+    contact = session.get(Contact, row.contact_id, with_for_update=lock or None)
     assert contact is not None  # foreign key
     return contact
 
@@ -136,7 +141,7 @@ def view(session: Session, contact: Contact) -> ContactView:
 
 def set_status(session: Session, address: str, status: ContactStatus) -> ContactView:
     """Ignore, un-ignore or unmute a contact (``muted_until`` is cleared). Scans never change this."""
-    contact = find_contact(session, address)
+    contact = find_contact(session, address, lock=True)
     contact.status = status.value
     contact.muted_until = None
     return view(session, contact)
@@ -145,7 +150,7 @@ def set_status(session: Session, address: str, status: ContactStatus) -> Contact
 def mute(session: Session, address: str, until: datetime | None) -> ContactView:
     """No drafts for this contact until ``until`` (None: until unmuted); live drafts are superseded by the
     next plan, and the sender re-checks before sending."""
-    contact = find_contact(session, address)
+    contact = find_contact(session, address, lock=True)
     contact.status = ContactStatus.MUTED.value
     contact.muted_until = until
     return view(session, contact)
@@ -164,7 +169,7 @@ def update_settings(
     note: str | None = None,
 ) -> ContactView:
     """Change the user's settings of one contact; ``note`` is appended as a new line of the notes."""
-    contact = find_contact(session, address)
+    contact = find_contact(session, address, lock=True)
     if tier is not None or clear_tier:
         contact.tier = tier
     if cadence_days is not None or clear_cadence:
@@ -198,7 +203,7 @@ def merge(session: Session, keep: str, other: str, *, now: datetime) -> MergeRes
     """
     from followupd.store.contacts_refresh import refresh_contacts
 
-    first, second = find_contact(session, keep), find_contact(session, other)
+    first, second = find_contact(session, keep, lock=True), find_contact(session, other, lock=True)
     if first.id == second.id:
         raise UsageError(f"{keep} and {other} are already one contact")
     if first.account_id != second.account_id:
@@ -306,7 +311,8 @@ def apply_import(
         row = session.scalar(
             select(AddressRow).where(AddressRow.account_id == account_id, AddressRow.email == record.email)
         )
-        contact = session.get(Contact, row.contact_id) if row is not None and row.contact_id else None
+        known = row is not None and row.contact_id
+        contact = session.get(Contact, row.contact_id, with_for_update=True) if known and row else None
         if contact is None:
             contact = Contact(
                 account_id=account_id, name="", status=ContactStatus.ACTIVE.value, tags="", notes=""
