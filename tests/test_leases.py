@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,17 +22,17 @@ from followupd.store import leases, status_repo
 from followupd.store.db import Database
 from followupd.store.models import Account, Worker
 
+pytestmark = pytest.mark.db_backend("postgresql")  # leases are for workers sharing PostgreSQL
+
 LEASE = timedelta(seconds=30)
 NOW = datetime(2024, 4, 3, 10, 0, tzinfo=UTC)
 NAMES = [f"acct{n}" for n in range(6)]
 
 
 @pytest.fixture
-def pg(postgres_url: str) -> Iterator[Database]:
-    database = Database(postgres_url)
-    database.upgrade()
-    yield database
-    database.dispose()
+def pg(db: Database) -> Database:
+    """The test's database, on PostgreSQL (the module's ``db_backend`` mark)."""
+    return db
 
 
 def configured(tmp_path: Path, names: list[str] = NAMES) -> config_mod.Config:

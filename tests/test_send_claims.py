@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -28,17 +27,9 @@ from followupd.store.models import Account, Draft, DraftState
 from tests.send_worker import NOW, config_text, seed
 from tests.servers.smtp import SmtpServer
 
-pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.db_backend("postgresql"), pytest.mark.timeout(120)]
 
 GUARD_S = 20  # only a claim that blocks on the held lock takes this long: the test then fails
-
-
-@pytest.fixture
-def db(postgres_url: str) -> Iterator[Database]:
-    database = Database(postgres_url)
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 @pytest.fixture(autouse=True)

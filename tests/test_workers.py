@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from tests import mailgen
 from tests.mailgen import at, server_uids, stored
 from tests.servers.dovecot import Dovecot
 
-pytestmark = [pytest.mark.postgres, pytest.mark.dovecot, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.db_backend("postgresql"), pytest.mark.dovecot, pytest.mark.timeout(120)]
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = """
@@ -118,11 +118,9 @@ def wait_for(condition: Callable[[], Any], what: str, workers: Workers, *, deadl
 
 
 @pytest.fixture
-def pg(postgres_url: str) -> Iterator[Database]:
-    database = Database(postgres_url)
-    database.upgrade()
-    yield database
-    database.dispose()
+def pg(db: Database) -> Database:
+    """The test's database, on PostgreSQL (the module's ``db_backend`` mark)."""
+    return db
 
 
 def setup(
