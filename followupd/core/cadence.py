@@ -13,7 +13,9 @@ turning into a different draft a minute later):
 2. ``awaiting_reply`` — the user wrote last, in a thread that asked something, and nothing came back: one
    gentle nudge ``delay`` after the user's latest message, at most ``max_nudges`` times.
 3. ``new_contact`` — the contact appeared recently (within ``expires_after`` of ``first_seen_at``) and the
-   conversation stopped: follow up ``delay`` after the latest exchange. One per contact, ever.
+   conversation stopped: follow up ``delay`` after the latest exchange. One per contact, ever. A contact with
+   no exchange at all (imported from an address book) had no conversation: only keep_in_touch applies, an
+   interval after ``first_seen_at``.
 4. ``keep_in_touch`` — the latest exchange is older than the contact's interval (tier or override).
 
 Nothing is due for the user's own addresses, automated senders, ignored or (still) muted contacts, and nothing
@@ -439,8 +441,11 @@ def due_now(state: ContactState, rules: CadenceRules, *, now: datetime) -> Due |
 def _decide(state: ContactState, rules: CadenceRules, now: datetime, *, future: bool) -> Due | None:
     if ineligible(state, now=now) is not None:
         return None
-    latest = latest_exchange(state) or state.first_seen_at
+    exchanged = latest_exchange(state)
+    latest = exchanged or state.first_seen_at
     for step in (_after_meeting, _awaiting_reply, _new_contact):
+        if exchanged is None and step is _new_contact:
+            continue  # no conversation to follow up (an imported address book entry): keep_in_touch only
         due = step(state, rules, latest, now)
         if due is not None:
             return due if future or due.due_at <= now else None
