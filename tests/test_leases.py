@@ -265,6 +265,7 @@ def test_two_workers_rebalance_to_fair_disjoint_shares(pg: Database, tmp_path: P
     with pg.read() as session:
         assert [w.id for w in leases.live_workers(session, now=leases.database_now(session))] == ["B"]
     assert set(owners(pg).values()) <= {None, "B"}
+    b.close()  # closes its lease connections too
 
 
 @pg_only

@@ -87,6 +87,9 @@ class Shares:
 
     def __init__(self, db: Database, worker_id: str, *, lease: timedelta) -> None:
         self.db = db
+        # Its own connection pool: with dozens of account threads writing batches, a renewal waiting for a
+        # pooled connection (up to the pool's 30 s timeout) would let the lease run out under load.
+        self._lease_db = Database(db.url)
         self.worker_id = worker_id
         self.lease = lease
         self.owned: frozenset[str] = frozenset()
@@ -106,11 +109,11 @@ class Shares:
     def _round(self, configured: Sequence[AccountConfig]) -> Round:
         names = {a.name for a in configured}
         if names - self._ensured:
-            with self.db.write() as session:
+            with self._lease_db.write() as session:
                 leases.ensure_accounts(session, [(a.name, a.email) for a in configured])
             self._ensured = frozenset(names)
-        free_dead_workers(self.db, self.worker_id)
-        with self.db.write() as session:
+        free_dead_workers(self._lease_db, self.worker_id)
+        with self._lease_db.write() as session:
             now = leases.renew_worker(session, self.worker_id, lease=self.lease)
             mine = set(leases.renew(session, self.worker_id, lease=self.lease))
             live = [w.id for w in leases.live_workers(session, now=now)]
@@ -120,7 +123,7 @@ class Shares:
         surplus = sorted(mine - names) + kept[share:]
         claimed: list[leases.Claimed] = []
         if len(kept) < share:
-            with self.db.write() as session:
+            with self._lease_db.write() as session:
                 claimed = leases.claim(
                     session, self.worker_id, sorted(names), lease=self.lease, limit=share - len(kept)
                 )
@@ -134,7 +137,7 @@ class Shares:
 
     def release(self, names: Collection[str]) -> None:
         """Give ``names`` back (their watchers have stopped)."""
-        with self._lock, self.db.write() as session:
+        with self._lock, self._lease_db.write() as session:
             released = leases.release(session, self.worker_id, names)
             self.owned = self.owned - set(names)
         if released:
@@ -142,10 +145,13 @@ class Shares:
 
     def close(self) -> None:
         """The worker stops: release every account and end its liveness lease."""
-        with self._lock, self.db.write() as session:
-            leases.release(session, self.worker_id)
-            leases.end_worker(session, self.worker_id)
-        self.owned = frozenset()
+        try:
+            with self._lock, self._lease_db.write() as session:
+                leases.release(session, self.worker_id)
+                leases.end_worker(session, self.worker_id)
+            self.owned = frozenset()
+        finally:
+            self._lease_db.dispose()
 
 
 class Holding:
