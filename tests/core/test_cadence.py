@@ -214,7 +214,7 @@ CASES: list[tuple[str, dict[str, object], CadenceRules, Reason | None, datetime 
     ("new: custom window", mail(30, 29, 31),
      replace(RULES, new_contact=Trigger(delay=DAY, expires_after=60 * DAY)), NEW, ago(28)),
     ("new: disabled", mail(5, 4, 5), replace(RULES, new_contact=OFF), KEEP, ago(4) + 90 * DAY),
-    # an imported address-book entry: seen 2 days ago, never an exchange -> no new_contact, keep_in_touch later
+    # an imported address-book entry: seen 2 days ago, no exchange -> no new_contact, keep_in_touch later
     ("new: no exchange at all is not a conversation", mail(None, None, 2), RULES, KEEP, ago(2) + 90 * DAY),
     # after_meeting
     ("meeting: ended 2 hours ago", meeting(NOW - 2 * HOURS), RULES, MEET, NOW + 22 * HOURS),
