@@ -46,8 +46,9 @@ def test_several_spans_and_wrapping_day_ranges() -> None:
     assert parse_window("daily 08:00-20:00").spans[0].days == frozenset(range(7))
 
 
-@pytest.mark.parametrize("text", ["", "Mon-Fri", "Mon-Fri 9-5", "Funday 09:00-10:00", "Mon 10:00-09:00",
-                                  "Mon 25:00-26:00"])
+@pytest.mark.parametrize(
+    "text", ["", "Mon-Fri", "Mon-Fri 9-5", "Funday 09:00-10:00", "Mon 10:00-09:00", "Mon 25:00-26:00"]
+)
 def test_bad_windows(text: str) -> None:
     with pytest.raises(WindowError):
         parse_window(text)
