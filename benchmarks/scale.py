@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.scan import USER, Generator  # noqa: E402  (the same mail as the scan benchmark)
+from tests.servers._util import terminate_all  # noqa: E402
 
 PASSWORD = "scale-secret"
 POLL_S = 0.25
@@ -163,15 +164,7 @@ class Workers:
         return total
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate_all(self.procs, timeout=60)
         for spy in self.spies:
             spy.wait(timeout=60)
         self.procs.clear()

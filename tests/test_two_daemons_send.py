@@ -11,7 +11,6 @@ from __future__ import annotations
 import email
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from sqlalchemy import func, select
 from followupd.store.db import Database
 from followupd.store.models import Draft
 from tests.send_worker import seed
+from tests.servers._util import terminate_all
 from tests.servers.smtp import SmtpServer
 
 pytestmark = [pytest.mark.db_backend("postgresql"), pytest.mark.timeout(180)]
@@ -77,15 +77,7 @@ class Daemons:
         return all(p.poll() is None for p in self.procs)
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate_all(self.procs, timeout=30)
 
     def log(self, n: int) -> str:
         return (self.logs / f"daemon{n}.log").read_text(errors="replace")

@@ -32,6 +32,7 @@ from followupd.store.db import Database
 from followupd.store.models import Account, Message
 from tests import mailgen
 from tests.mailgen import at, server_uids, stored
+from tests.servers._util import terminate_all
 from tests.servers.dovecot import Dovecot
 
 pytestmark = [pytest.mark.db_backend("postgresql"), pytest.mark.dovecot, pytest.mark.timeout(120)]
@@ -85,15 +86,7 @@ class Workers:
         return result
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate_all(self.procs, timeout=20)
 
     def text(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.logs.glob("*.log")))

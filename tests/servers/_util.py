@@ -5,8 +5,11 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import signal
 import socket
+import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,3 +91,16 @@ class Identity:
 
 def running_as_root() -> bool:
     return os.geteuid() == 0
+
+
+def terminate_all(procs: Sequence[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM every process still running, then wait for each (SIGKILL after ``timeout`` seconds)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
