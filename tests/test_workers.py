@@ -190,6 +190,11 @@ def test_two_workers_share_six_accounts_disjointly(
         assert set(owners(pg).values()) == {w["id"] for w in status["workers"]}
         pids = {w["pid"] for w in status["workers"]}
         assert pids == {p.pid for p in workers.procs}
+        assert status["daemon"]["state"] == "running"
+        text = subprocess.run(
+            workers.argv("status"), env=workers.env, capture_output=True, text=True, timeout=30, check=True
+        )
+        assert "daemon:     running: 2 worker(s) sharing the accounts" in text.stdout, text.stdout
     finally:
         workers.stop()
     assert [p.returncode for p in workers.procs] == [0, 0], workers.tail()

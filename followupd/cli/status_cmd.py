@@ -68,7 +68,7 @@ def _as_json(view: StatusView, accounts: list[AccountHealth], config: Config) ->
     worker = asdict(view.worker) if view.worker is not None else None
     return {
         "daemon": {
-            "state": view.daemon,
+            "state": "running" if view.shared and view.workers else view.daemon,
             "heartbeat_age_seconds": view.heartbeat_age.total_seconds() if view.heartbeat_age else None,
             "worker": worker,
         },
@@ -100,9 +100,12 @@ def _ownership_json(view: StatusView, config: Config) -> dict[str, Any]:
 
 
 def _text(view: StatusView, accounts: list[AccountHealth], config: Config, now: datetime) -> list[str]:
-    lines = [f"daemon:     {_daemon_line(view, now)}"]
-    if view.worker is not None and view.worker.status:
-        lines.append(f"            {view.worker.status}")
+    if view.shared and view.workers:  # several workers: the last one to start is not "the daemon"
+        lines = [f"daemon:     running: {len(view.workers)} worker(s) sharing the accounts (below)"]
+    else:
+        lines = [f"daemon:     {_daemon_line(view, now)}"]
+        if view.worker is not None and view.worker.status:
+            lines.append(f"            {view.worker.status}")
     width = max((len(a.name) for a in accounts), default=0)
     for index, account in enumerate(accounts):
         label = "accounts:   " if index == 0 else " " * 12

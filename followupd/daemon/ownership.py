@@ -131,7 +131,7 @@ class Shares:
         for name in lost:
             log.warning("%s: lease lost to another worker; stopped scanning and sending for it", name)
         for item in claimed:
-            taken = f" (taken over from {item.previous}, whose lease expired)" if item.previous else ""
+            taken = f" (taken over from {item.previous}, whose lease had ended)" if item.previous else ""
             log.info("%s: claimed%s", item.name, taken)
         return Round(tuple(claimed), tuple(lost), tuple(surplus), self.owned, max(1, len(set(live))))
 
