@@ -194,7 +194,7 @@ def test_two_workers_share_six_accounts_disjointly(
         text = subprocess.run(
             workers.argv("status"), env=workers.env, capture_output=True, text=True, timeout=30, check=True
         )
-        assert "daemon:     running: 2 worker(s) sharing the accounts" in text.stdout, text.stdout
+        assert "daemon:     running: 2 workers sharing the accounts" in text.stdout, text.stdout
     finally:
         workers.stop()
     assert [p.returncode for p in workers.procs] == [0, 0], workers.tail()

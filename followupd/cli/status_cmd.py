@@ -100,8 +100,9 @@ def _ownership_json(view: StatusView, config: Config) -> dict[str, Any]:
 
 
 def _text(view: StatusView, accounts: list[AccountHealth], config: Config, now: datetime) -> list[str]:
-    if view.shared and view.workers:  # several workers: the last one to start is not "the daemon"
-        lines = [f"daemon:     running: {len(view.workers)} worker(s) sharing the accounts (below)"]
+    alone = len(view.workers) == 1 and view.worker is not None and view.workers[0].id == view.worker.id
+    if view.shared and view.workers and not alone:  # several workers: the latest one is not "the daemon"
+        lines = [f"daemon:     running: {len(view.workers)} workers sharing the accounts (below)"]
     else:
         lines = [f"daemon:     {_daemon_line(view, now)}"]
         if view.worker is not None and view.worker.status:
