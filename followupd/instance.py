@@ -1,42 +1,30 @@
-"""One daemon per database: an exclusive lock held for the daemon's whole life.
+"""One daemon per SQLite database: an exclusive lock held for the daemon's whole life.
 
-SQLite: ``fcntl.flock`` on ``<database file>.lock`` beside the database. The kernel drops the lock when the
-process dies, however it dies, so a crash never leaves a stale lock behind; the file itself is never deleted
-(deleting a lock file races with the next process that opens it) and holds the holder's pid for the message.
-
-PostgreSQL: ``pg_try_advisory_lock`` on a dedicated connection, which is kept open (outside any transaction)
-until release; the server drops the lock when that session ends.
+``fcntl.flock`` on ``<database file>.lock`` beside the database. The kernel drops the lock when the process
+dies, however it dies, so a crash never leaves a stale lock behind; the file itself is never deleted (deleting
+a lock file races with the next process that opens it) and holds the holder's pid for the message.
 
 The lock also makes start-up recovery safe: a draft found SENDING can only be resolved as UNKNOWN when no
 other daemon could be sending it right now.
 
-Several workers on PostgreSQL (:func:`shared`): ``followupd run`` and ``followupd send`` do not take this
-lock; each account is owned by one worker at a time through leases (``followupd.daemon.ownership``), and
-start-up upgrades of the schema are serialized inside ``followupd.store.migrate.upgrade``.
+Several workers on PostgreSQL (:func:`shared`) take no database-wide lock: each account is owned by one
+worker at a time through leases (``followupd.daemon.ownership``), and start-up upgrades of the schema are
+serialized inside ``followupd.store.migrate.upgrade``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import logging
 import os
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import SQLAlchemyError
 
 from followupd.errors import AlreadyRunningError, DatabaseError
 from followupd.store.db import Database
-
-log = logging.getLogger(__name__)
-
-ADVISORY_KEY = int.from_bytes(hashlib.sha256(b"followupd daemon").digest()[:8], "big", signed=True)
-"""The PostgreSQL advisory lock key (a stable signed 64-bit number) meaning "a daemon runs here"."""
 
 _HINT = "Stop the other daemon first (systemctl --user stop followupd), or see `followupd status`."
 
@@ -72,16 +60,14 @@ def lock_path(url: URL) -> Path | None:
 
 
 def acquire(db: Database) -> InstanceLock:
-    """Take the daemon lock for ``db``; AlreadyRunningError (exit code 8) when another daemon holds it."""
+    """Take the daemon lock for a SQLite ``db``; AlreadyRunningError (exit code 8) when another daemon holds
+    it. A shared database (PostgreSQL) has none to take: the lock returned holds nothing."""
     if db.is_sqlite:
         path = lock_path(db.url)
         if path is None:
             return InstanceLock("in-memory database (nothing to lock)")
         return _flock(path, db.safe_url)
-    if db.url.get_backend_name() == "postgresql":
-        return _advisory(db)
-    log.warning("no single-instance lock for %s databases", db.url.get_backend_name())
-    return InstanceLock("no lock")
+    return InstanceLock("no database-wide lock: accounts are leased to workers (followupd.daemon.ownership)")
 
 
 def shared(db: Database) -> bool:
@@ -125,33 +111,3 @@ def _read_pid(fd: int) -> int | None:
         return int(os.pread(fd, 32, 0).decode("ascii").strip())
     except (OSError, ValueError, UnicodeDecodeError):
         return None
-
-
-def _advisory(db: Database) -> InstanceLock:
-    try:
-        conn = db.engine.connect()
-    except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot connect to {db.safe_url}: {exc}") from exc
-    try:
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_KEY}).scalar()
-        conn.commit()  # session-level lock: it outlives the transaction, which must not stay open
-    except SQLAlchemyError as exc:
-        conn.close()
-        raise DatabaseError(f"cannot take the daemon lock on {db.safe_url}: {exc}") from exc
-    if not got:
-        conn.close()
-        raise AlreadyRunningError(
-            f"another followupd daemon already holds {db.safe_url} (PostgreSQL advisory lock {ADVISORY_KEY})",
-            hint=_HINT,
-        )
-
-    def release() -> None:
-        try:
-            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
-            conn.commit()
-        except SQLAlchemyError as exc:  # the session is gone, and the lock with it
-            log.debug("advisory unlock failed: %s", exc)
-        finally:
-            conn.close()
-
-    return InstanceLock(f"advisory lock {ADVISORY_KEY} on {db.safe_url}", release)

@@ -1,5 +1,5 @@
-"""One daemon per database: flock beside a SQLite file, an advisory lock on PostgreSQL, and a second
-``followupd run`` refused with exit code 8."""
+"""One daemon per SQLite database: flock beside the file, and a second ``followupd run`` refused with exit
+code 8. PostgreSQL has no database-wide lock: workers lease accounts instead (tests/test_leases.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import make_url, text
+from sqlalchemy import make_url
 
 from followupd import instance
 from followupd.errors import AlreadyRunningError
@@ -19,7 +19,7 @@ from tests.test_daemon import Spawn, spawn  # noqa: F401 (the fixture)
 pytestmark = pytest.mark.timeout(30)
 
 
-# SQLite only (the flock on a lock file next to the database); PostgreSQL's advisory lock is tested below.
+# SQLite only (the flock on a lock file next to the database); PostgreSQL takes no such lock (below).
 @pytest.fixture
 def sqlite_db(tmp_path: Path) -> Iterator[Database]:
     db = Database(f"sqlite:///{tmp_path / 'data' / 'followupd.db'}")
@@ -65,20 +65,14 @@ def test_already_running_exits_with_code_8() -> None:
 
 
 @pytest.mark.postgres
-def test_postgres_advisory_lock(postgres_url: str) -> None:
+def test_a_shared_database_has_no_database_wide_lock(postgres_url: str) -> None:
     first, second = Database(postgres_url), Database(postgres_url)
     try:
-        with instance.acquire(first) as lock:
-            assert "advisory lock" in lock.description
-            with pytest.raises(AlreadyRunningError, match="advisory lock"):
-                instance.acquire(second)
-            with first.read() as session:  # the lock's connection is not left inside a transaction
-                states = session.execute(
-                    text("SELECT state FROM pg_stat_activity WHERE datname = current_database()")
-                ).scalars()
-                assert "idle in transaction" not in set(states)
-        with instance.acquire(second):
-            pass
+        with (
+            instance.acquire(first) as lock,
+            instance.acquire(second),
+        ):  # workers share it: accounts are leased
+            assert "no database-wide lock" in lock.description
     finally:
         first.dispose()
         second.dispose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 from typing import TYPE_CHECKING
@@ -69,12 +68,9 @@ def run(app: App, once: bool, send_grace: float, send_interval: float) -> None:
     notifier = sdnotify.Notifier.from_environment()
     db = Database(config.database.url)
     try:
-        # PostgreSQL: per-account leases instead of one lock (daemon/ownership.py); workers starting together
-        # upgrade the schema one after the other (store/migrate.py).
-        lock: contextlib.AbstractContextManager[object] = (
-            contextlib.nullcontext() if instance.shared(db) else instance.acquire(db)
-        )
-        with lock:
+        # PostgreSQL: no lock to take, per-account leases instead (daemon/ownership.py); workers starting
+        # together upgrade the schema one after the other (store/migrate.py).
+        with instance.acquire(db):
             db.upgrade()
             if once:
                 code = _once(app, db)
