@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import click
@@ -12,6 +15,7 @@ import click
 from followupd.cli.app import App, pass_app
 
 if TYPE_CHECKING:
+    from followupd.config import AccountConfig
     from followupd.daemon.ownership import Holding
     from followupd.daemon.steps import Clock, CycleReport
     from followupd.sdnotify import Notifier
@@ -103,27 +107,40 @@ def _once(app: App, db: Database) -> int:
 
 def _once_shared(app: App, db: Database, wid: str, clock: Clock) -> CycleReport:
     """``run --once`` on a shared database: the accounts no daemon owns, claimed for the cycle."""
-    from followupd.daemon.ownership import Holding, make_fence
     from followupd.daemon.steps import run_cycle
-    from followupd.engine.batch import fenced
 
     config = app.config()
-    with Holding(db, wid, config.accounts, lease=config.daemon.lease) as held, fenced(make_fence(wid)):
-        for line in skipped_lines(held):
-            click.echo(line, err=True)
+    with free_accounts(db, wid, config.accounts, config.daemon.lease) as held:
         return run_cycle(db, config, clock=clock, accounts=held.names)
 
 
-def skipped_lines(held: Holding) -> list[str]:
-    """One line per account another worker holds (shared by ``run --once`` and ``send``)."""
-    lines = []
-    for item in held.skipped:
-        if item.owner is None:
-            lines.append(f"{item.name}: skipped: another worker is claiming it right now")
-        else:
-            until = f"{item.lease_until:%Y-%m-%d %H:%M:%S} UTC" if item.lease_until else "?"
-            lines.append(f"{item.name}: skipped: owned by worker {item.owner} (lease until {until})")
-    return lines
+@contextlib.contextmanager
+def free_accounts(
+    db: Database, worker: str, accounts: Sequence[AccountConfig], lease: timedelta, *, all_owned: str = ""
+) -> Iterator[Holding]:
+    """A one-shot command on a shared database: claim the ``accounts`` no worker owns for its duration (scan
+    batches fenced) and say which were skipped and why. With ``all_owned``, refuse (exit 8) when workers own
+    every one: "running workers (ids) <all_owned>"."""
+    from followupd.daemon.ownership import Holding, make_fence
+    from followupd.engine.batch import fenced
+    from followupd.errors import AlreadyRunningError
+
+    with Holding(db, worker, accounts, lease=lease) as held, fenced(make_fence(worker)):
+        if all_owned and accounts and not held.names:
+            owners = sorted({item.owner or "?" for item in held.skipped})
+            raise AlreadyRunningError(
+                f"running workers ({', '.join(owners)}) {all_owned}",
+                hint="`followupd status` shows what each worker owns.",
+            )
+        for item in held.skipped:
+            if item.owner is None:
+                click.echo(f"{item.name}: skipped: another worker is claiming it right now", err=True)
+            else:
+                until = f"{item.lease_until:%Y-%m-%d %H:%M:%S} UTC" if item.lease_until else "?"
+                click.echo(
+                    f"{item.name}: skipped: owned by worker {item.owner} (lease until {until})", err=True
+                )
+        yield held
 
 
 def _serve(app: App, db: Database, notifier: Notifier, *, send_grace: float, send_interval: float) -> int:

@@ -65,26 +65,14 @@ def scan(app: App, only: str | None, as_json: bool) -> None:
 def _scan_shared(app: App, config: Config, only: str | None, counter: _Counter) -> ScanReport:
     """PostgreSQL with workers: scan the accounts no worker owns, claimed (and fenced) for the scan; the
     workers scan theirs continuously, and two scans of one account would only trip over each other."""
-    from followupd.cli.run_cmd import skipped_lines
-    from followupd.daemon.ownership import Holding, make_fence
+    from followupd.cli.run_cmd import free_accounts
     from followupd.daemon.steps import worker_id
-    from followupd.engine.batch import fenced
     from followupd.engine.scan import scan_once
-    from followupd.errors import AlreadyRunningError
 
     db, now = app.db(), app.now()
     wanted = [a for a in config.accounts if only is None or a.name == only]
-    wid = worker_id(now)
-    with Holding(db, wid, wanted, lease=config.daemon.lease) as held, fenced(make_fence(wid)):
-        if wanted and not held.names:
-            owners = sorted({item.owner or "?" for item in held.skipped})
-            raise AlreadyRunningError(
-                f"running workers ({', '.join(owners)}) own {'every account' if only is None else only};"
-                " they scan new mail themselves",
-                hint="See `followupd status` for what each worker owns and when it last scanned.",
-            )
-        for line in skipped_lines(held):
-            click.echo(line, err=True)
+    owned = f"own {'every account' if only is None else only}; they scan new mail themselves"
+    with free_accounts(db, worker_id(now), wanted, config.daemon.lease, all_owned=owned) as held:
         mine = replace(config, accounts=tuple(held.accounts()))
         return scan_once(db, mine, now=now, progress=counter, only=only)
 

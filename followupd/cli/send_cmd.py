@@ -82,22 +82,13 @@ def _send_now(app: App) -> tuple[list[int], list[Resolution], SendReport]:
 
 def _send_shared(app: App) -> tuple[list[int], list[Resolution], SendReport]:
     """On a shared database: claim the accounts no worker owns, settle and send for those, release them."""
-    from followupd.cli.run_cmd import skipped_lines
-    from followupd.daemon.ownership import Holding
+    from followupd.cli.run_cmd import free_accounts
     from followupd.daemon.steps import worker_id
     from followupd.engine.send import recover_sending, resolve_unknown, send_due
-    from followupd.errors import AlreadyRunningError
 
     config, db, now = app.config(), app.db(), app.now()
-    with Holding(db, worker_id(now), config.accounts, lease=config.daemon.lease) as held:
-        if config.accounts and not held.names:
-            owners = sorted({item.owner or "?" for item in held.skipped})
-            raise AlreadyRunningError(
-                f"running workers ({', '.join(owners)}) own every account; they send due drafts themselves",
-                hint="See what they will send with `followupd send --dry-run`, and `followupd status`.",
-            )
-        for line in skipped_lines(held):
-            click.echo(line, err=True)
+    owned = "own every account; they send due drafts themselves (`followupd send --dry-run` shows what)"
+    with free_accounts(db, worker_id(now), config.accounts, config.daemon.lease, all_owned=owned) as held:
         recovered = recover_sending(db, accounts=held.names)
         resolved = resolve_unknown(db, config, now=now, accounts=held.names)
         report = send_due(db, config, now=now, accounts=held.names)
