@@ -295,8 +295,7 @@ def claim(
         try:
             item = outgoing(draft, account, now=now, zone=zone)
         except ValueError as exc:
-            error = storable(str(exc))
-            cas(session, draft_id, version, approved, state="failed", last_error=error, updated_at=now)
+            cas(session, draft_id, version, approved, state="failed", last_error=str(exc), updated_at=now)
             return DraftState.FAILED, str(exc)
         cas(session, draft_id, version, approved, state="sending", updated_at=now)
     return replace(item, version=version + 1)
@@ -322,7 +321,6 @@ def record(
         values["last_error"] = f"gave up after {attempts} attempts: {result.detail}"
     elif state is DraftState.APPROVED:
         values["next_attempt_at"] = now + retry_delay(attempts, jitter=jitter)
-    values["last_error"] = storable(values["last_error"])
     in_flight = [DraftState.SENDING, DraftState.UNKNOWN]
     with db.write() as session:
         if not cas(session, item.draft_id, item.version, in_flight, state=state.value, **values):
@@ -343,7 +341,7 @@ def release(db: Database, item: Outgoing, error: str, *, now: datetime) -> None:
             item.version,
             [DraftState.SENDING, DraftState.UNKNOWN],
             state=DraftState.APPROVED.value,
-            last_error=storable(error),
+            last_error=error,
             updated_at=now,
         )
 
@@ -373,12 +371,6 @@ def touch(session: Session, contact_id: int, at: datetime) -> None:
         current = getattr(contact, column)
         if current is None or current < at:
             setattr(contact, column, at)
-
-
-def storable(text: str | None) -> str | None:
-    """``text`` with NUL characters made visible: a hostile server's reply may hold them, PostgreSQL refuses
-    them in text columns."""
-    return None if text is None else text.replace("\x00", "\\x00")
 
 
 def describe(result: SmtpResult) -> str:

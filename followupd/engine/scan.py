@@ -14,14 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import update
-
 from followupd import secrets
 from followupd.config import AccountConfig, Config
 from followupd.engine.batch import BatchWriter, Progress, ScanStats, admission_policy, start_account
 from followupd.errors import AuthenticationError, FollowupdError, MailError
+from followupd.store import status_repo
 from followupd.store.db import Database
-from followupd.store.models import Account
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +172,5 @@ def _scan_local(
 
 
 def _record(db: Database, account: AccountConfig, now: datetime, *, error: str | None) -> None:
-    values: dict[str, object] = {"last_scan_at": now}
-    if error:
-        # A hostile server's words may hold NUL characters; PostgreSQL refuses them in a text column.
-        values = {"last_error": error.replace("\x00", "\\x00"), "last_error_at": now}
     with db.write() as session:
-        session.execute(update(Account).where(Account.name == account.name).values(**values))
+        status_repo.record_scan(session, account.name, now=now, error=error)

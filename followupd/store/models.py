@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from followupd.store.types import UTCDateTime
+from followupd.store.types import ForeignText, UTCDateTime
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -76,7 +76,7 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     email: Mapped[str] = mapped_column(String(320))
     last_scan_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(ForeignText)
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     owner: Mapped[str | None] = mapped_column(String(200), index=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -314,7 +314,7 @@ class Draft(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(ForeignText)
     note: Mapped[str] = mapped_column(Text, default="")
     invalid_edit: Mapped[str | None] = mapped_column(Text)
     folder_uid: Mapped[int | None] = mapped_column(BigInteger)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, TypeDecorator
+from sqlalchemy import DateTime, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
 
 
@@ -25,3 +25,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class ForeignText(TypeDecorator[str]):
+    """Text that came from outside (a server's reply, an error message): NUL characters are stored visibly as
+    ``\\x00``, because PostgreSQL refuses them in text columns and a hostile server may send them."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else value.replace("\x00", "\\x00")
