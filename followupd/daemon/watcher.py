@@ -50,6 +50,8 @@ AUTH_PAUSE = 3600.0
 BACKOFF_CAP = 300.0
 MAX_RESCANS_BEFORE_IDLE = 5
 """How often in a row the watcher scans INBOX again because mail arrived since its last scan, before IDLE."""
+SETTLE_CHECK = 2.0
+"""Seconds of the first IDLE after a scan, before UIDNEXT is compared again (mail between SELECT and IDLE)."""
 STUCK_AFTER = 900.0
 """A step that has shown no progress for this long is stuck: the systemd watchdog is no longer fed."""
 
@@ -252,6 +254,7 @@ class AccountWatcher:
         next_poll = time.monotonic() + self.timing.poll_interval
         rescans = 0
         announced = False
+        settle = True  # the first IDLE after a SELECT ends soon, to compare UIDNEXT again (see below)
         while True:
             self._busy()
             stored = self._stored_uidnext(primary.name)
@@ -270,7 +273,12 @@ class AccountWatcher:
                 announced = True
             self.mode = "idle"
             self._busy_since = None
-            wake_at = min(time.monotonic() + self.timing.idle_renew, next_poll)
+            # Mail that lands between the SELECT and the start of IDLE is not reported either (Dovecot only
+            # finds it at its periodic check, 30 s by default): after a scan, the first IDLE is short and the
+            # loop compares UIDNEXT again. Cheap (one EXAMINE), and only after mail came in.
+            span = SETTLE_CHECK if settle else self.timing.idle_renew
+            settle = False
+            wake_at = min(time.monotonic() + span, next_poll)
             event = idler.wait(max(0.0, wake_at - time.monotonic()), self._waker)
             self._busy()
             idler.done()
@@ -279,8 +287,10 @@ class AccountWatcher:
             if time.monotonic() >= next_poll:
                 self._scan_imap(session, folders)
                 next_poll = time.monotonic() + self.timing.poll_interval
+                settle = True
             elif event is IdleEvent.NEW_MAIL:
                 self._scan_imap(session, [primary])
+                settle = True
 
     def _scan_imap(self, session: ImapSession, folders: list[FolderInfo]) -> None:
         from followupd.engine.scan_imap import scan_folder
